@@ -1,0 +1,251 @@
+"""The signature file: a Sigstore bundle holding a DSSE envelope.
+
+:class:`Bundle` is immutable, parsed strictly from untrusted bytes by
+:meth:`Bundle.from_bytes` and written by :meth:`Bundle.to_bytes` in one fixed
+layout, so that ``to_bytes(from_bytes(b)) == b`` for every bundle modelsign
+writes. Parsing checks the shape only; :mod:`modelsign.verifying` checks the
+signature, then the statement.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from modelsign import _json
+from modelsign.errors import MalformedBundleError
+
+__all__ = [
+    "MEDIA_TYPE",
+    "PAYLOAD_TYPE",
+    "Bundle",
+    "CertificateMaterial",
+    "Envelope",
+    "KeyMaterial",
+    "SigstoreMaterial",
+    "pae",
+    "pae_legacy",
+]
+
+MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+_MEDIA_TYPES = frozenset({MEDIA_TYPE, "application/vnd.dev.sigstore.bundle+json;version=0.3"})
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+
+
+def pae(payload_type: str, body: bytes) -> bytes:
+    """DSSE pre-authentication encoding: the bytes that are actually signed."""
+    t = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body)
+
+
+def pae_legacy(body: bytes) -> bytes:
+    """The encoding model_signing before 1.0 signed by mistake (``str`` of the
+    ``bytes`` payload). Accepted only for bundles in that era's layout."""
+    return f"DSSEV1 {len(PAYLOAD_TYPE)} {PAYLOAD_TYPE} {len(body)} {body!r}".encode()
+
+
+def _b64(value: object, what: str) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise MalformedBundleError(f"{what} must be a non-empty base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise MalformedBundleError(f"{what} is not valid base64: {e}") from e
+
+
+def _enc(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    """Key method: a key id (``hint``), or the PEM key itself in older bundles.
+    Neither is trusted: the verifier only uses them to pick a trusted key."""
+
+    hint: str | None = None
+    raw_bytes: bytes | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        key: dict[str, Any] = {}
+        if self.hint is not None:
+            key["hint"] = self.hint
+        if self.raw_bytes is not None:
+            key["rawBytes"] = _enc(self.raw_bytes)
+        return {"publicKey": key, "tlogEntries": []}
+
+
+@dataclass(frozen=True)
+class CertificateMaterial:
+    """Certificate method: leaf first, then the chain (DER)."""
+
+    chain: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "x509CertificateChain": {"certificates": [{"rawBytes": _enc(c)} for c in self.chain]}
+        }
+
+
+@dataclass(frozen=True)
+class SigstoreMaterial:
+    """Sigstore method: a Fulcio certificate and Rekor entries, kept as parsed
+    JSON for sigstore-python to verify."""
+
+    certificate: bytes
+    raw: str  # the verificationMaterial object, re-serialized
+
+    def to_json(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.raw)
+        return value
+
+
+Material = KeyMaterial | CertificateMaterial | SigstoreMaterial
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A DSSE envelope with exactly one signature, as OMS writes it."""
+
+    payload: bytes
+    payload_type: str
+    signature: bytes
+    keyid: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        sig: dict[str, Any] = {"sig": _enc(self.signature)}
+        if self.keyid is not None:
+            sig["keyid"] = self.keyid
+        return {
+            "payload": _enc(self.payload),
+            "payloadType": self.payload_type,
+            "signatures": [sig],
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> Envelope:
+        if not isinstance(obj, dict):
+            raise MalformedBundleError("dsseEnvelope must be an object")
+        unknown = set(obj) - {"payload", "payloadType", "signatures"}
+        if unknown:
+            raise MalformedBundleError(f"dsseEnvelope has unknown keys {sorted(unknown)}")
+        payload = _b64(obj.get("payload"), "dsseEnvelope.payload")
+        payload_type = obj.get("payloadType")
+        if payload_type != PAYLOAD_TYPE:
+            raise MalformedBundleError(
+                f"dsseEnvelope.payloadType is {payload_type!r}, expected {PAYLOAD_TYPE!r}"
+            )
+        sigs = obj.get("signatures")
+        if not isinstance(sigs, list) or len(sigs) != 1:
+            count = len(sigs) if isinstance(sigs, list) else "no"
+            raise MalformedBundleError(f"dsseEnvelope must have exactly one signature, has {count}")
+        sig = sigs[0]
+        if not isinstance(sig, dict) or set(sig) - {"sig", "keyid"}:
+            raise MalformedBundleError("a DSSE signature is an object with sig and keyid only")
+        keyid = sig.get("keyid")
+        if keyid is not None and not isinstance(keyid, str):
+            raise MalformedBundleError("DSSE keyid must be a string or null")
+        return cls(payload, PAYLOAD_TYPE, _b64(sig.get("sig"), "DSSE signature"), keyid)
+
+
+def _material_from_json(obj: object) -> Material:
+    if not isinstance(obj, dict):
+        raise MalformedBundleError("verificationMaterial must be an object")
+    methods = [k for k in ("publicKey", "x509CertificateChain", "certificate") if k in obj]
+    if len(methods) != 1:
+        raise MalformedBundleError(
+            "verificationMaterial must hold exactly one of publicKey, x509CertificateChain "
+            f"and certificate; it holds {methods or 'none'}"
+        )
+    method = methods[0]
+    tlog = obj.get("tlogEntries")
+    if method == "publicKey":
+        key = obj["publicKey"]
+        if not isinstance(key, dict):
+            raise MalformedBundleError("verificationMaterial.publicKey must be an object")
+        hint = key.get("hint")
+        if hint is not None and (not isinstance(hint, str) or not hint):
+            raise MalformedBundleError("publicKey.hint must be a non-empty string")
+        raw = _b64(key["rawBytes"], "publicKey.rawBytes") if "rawBytes" in key else None
+        if hint is None and raw is None:
+            raise MalformedBundleError("publicKey needs a hint or rawBytes")
+        if tlog not in (None, []):
+            raise MalformedBundleError("a key-method bundle has no transparency log entries")
+        return KeyMaterial(hint, raw)
+    if method == "x509CertificateChain":
+        chain = obj["x509CertificateChain"]
+        certs = chain.get("certificates") if isinstance(chain, dict) else None
+        if not isinstance(certs, list) or not certs:
+            raise MalformedBundleError("x509CertificateChain.certificates must be a non-empty list")
+        return CertificateMaterial(
+            tuple(
+                _b64(c.get("rawBytes") if isinstance(c, dict) else None, "certificate rawBytes")
+                for c in certs
+            )
+        )
+    cert = obj["certificate"]
+    if not isinstance(tlog, list) or not tlog:
+        raise MalformedBundleError("a Sigstore bundle needs at least one tlogEntries item")
+    der = _b64(cert.get("rawBytes") if isinstance(cert, dict) else None, "certificate rawBytes")
+    return SigstoreMaterial(der, json.dumps(obj, sort_keys=True))
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """An OMS v1.0 signature file."""
+
+    material: Material
+    envelope: Envelope
+    media_type: str = MEDIA_TYPE
+
+    @property
+    def method(self) -> str:
+        if isinstance(self.material, KeyMaterial):
+            return "key"
+        if isinstance(self.material, CertificateMaterial):
+            return "certificate"
+        return "sigstore"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mediaType": self.media_type,
+            "verificationMaterial": self.material.to_json(),
+            "dsseEnvelope": self.envelope.to_json(),
+        }
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(self.to_json(), indent=2) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, source: str = "bundle", max_bytes: int | None = None
+    ) -> Bundle:
+        """Parse untrusted bytes; raise MalformedBundleError naming ``source``."""
+        limit = _json.DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+        obj = _json.loads(data, source, max_bytes=limit)
+        try:
+            return cls.from_json(obj)
+        except MalformedBundleError as e:
+            raise MalformedBundleError(f"{source}: {e}") from e
+
+    @classmethod
+    def from_json(cls, obj: object) -> Bundle:
+        if not isinstance(obj, dict):
+            raise MalformedBundleError("a bundle must be a JSON object")
+        media_type = obj.get("mediaType")
+        if media_type not in _MEDIA_TYPES:
+            raise MalformedBundleError(f"mediaType {media_type!r} is not a Sigstore bundle v0.3")
+        assert isinstance(media_type, str)
+        for key in ("verificationMaterial", "dsseEnvelope"):
+            if key not in obj:
+                raise MalformedBundleError(f"the bundle has no {key}")
+        unknown = set(obj) - {"mediaType", "verificationMaterial", "dsseEnvelope"}
+        if unknown:
+            raise MalformedBundleError(f"the bundle has unknown keys {sorted(unknown)}")
+        return cls(
+            _material_from_json(obj["verificationMaterial"]),
+            Envelope.from_json(obj["dsseEnvelope"]),
+            media_type,
+        )

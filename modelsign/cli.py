@@ -1,0 +1,288 @@
+"""The ``modelsign`` command: the only code that prints or exits.
+
+Exit codes: 0 success; 1 the model (or its signature) is rejected;
+2 usage or configuration error; 3 internal error (a bug: please report it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from modelsign.errors import Error, ModelMismatchError, UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Sign ML models (OpenSSF Model Signing v1.0 bundles) and verify them before loading.",
+)
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"modelsign: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _errors(json_output: bool = False) -> Iterator[None]:
+    """Turn modelsign errors into a message and an exit code, never a traceback."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except Error as e:
+        if json_output:
+            typer.echo(json.dumps({"verified": False, "error": _error_json(e)}, indent=2))
+        label = "rejected" if e.exit_code == EXIT_REJECTED else "error"
+        _fail(f"{label}: {e.diagnostics()}", e.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as e:  # the CLI must not show a traceback
+        if os.environ.get("MODELSIGN_DEBUG"):
+            raise
+        _fail(
+            f"internal error: {type(e).__name__}: {e} (set MODELSIGN_DEBUG=1 for a traceback)",
+            EXIT_INTERNAL,
+        )
+
+
+def _error_json(e: Error) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": type(e).__name__, "message": str(e)}
+    if isinstance(e, ModelMismatchError):
+        out["mismatches"] = [
+            {"kind": m.kind, "name": m.name, "expected": m.expected, "actual": m.actual}
+            for m in e.mismatches
+        ]
+    return out
+
+
+def _read_passphrase(passphrase_file: Path | None) -> bytes | None:
+    if passphrase_file is not None:
+        try:
+            data = passphrase_file.read_bytes()
+        except OSError as e:
+            raise UsageError(f"{passphrase_file}: cannot read passphrase: {e.strerror}") from e
+        return data.rstrip(b"\r\n") or None
+    env = os.environ.get("MODELSIGN_PASSPHRASE")
+    return env.encode("utf-8") if env else None
+
+
+@contextlib.contextmanager
+def _progress(total: int, label: str, quiet: bool) -> Iterator[Any]:
+    """A rich progress bar on a terminal; nothing otherwise."""
+    if quiet or not sys.stderr.isatty() or total < 64 * 1024 * 1024:
+        yield None
+        return
+    from rich.progress import (  # noqa: PLC0415 - only on a terminal
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.update(task, advance=n)
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console(stderr=True)
+
+
+def _model_bytes(model: Path) -> int:
+    if model.is_file():
+        return model.stat().st_size
+    total = 0
+    for root, _, files in os.walk(model):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+@app.command()
+def keygen(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Writes OUTPUT.key and OUTPUT.pub.")
+    ],
+    algorithm: Annotated[
+        str, typer.Option(help="ed25519, ecdsa-p256, ecdsa-p384 or ecdsa-p521.")
+    ] = "ed25519",
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option(help="Encrypt the private key with the passphrase in this file."),
+    ] = None,
+    no_passphrase: Annotated[
+        bool, typer.Option("--no-passphrase", help="Write the private key unencrypted.")
+    ] = False,
+) -> None:
+    """Generate a key pair; print its key id. Never overwrites a file.
+
+    The passphrase comes from --passphrase-file or MODELSIGN_PASSPHRASE.
+    """
+    from modelsign.keys import generate, write_keypair  # noqa: PLC0415
+
+    with _errors():
+        if no_passphrase and passphrase_file is not None:
+            raise UsageError("--no-passphrase conflicts with --passphrase-file")
+        # An explicit --no-passphrase wins over MODELSIGN_PASSPHRASE.
+        passphrase = None if no_passphrase else _read_passphrase(passphrase_file)
+        if not passphrase and not no_passphrase:
+            raise UsageError(
+                "the private key needs a passphrase (--passphrase-file or MODELSIGN_PASSPHRASE); "
+                "use --no-passphrase to write it unencrypted"
+            )
+        key = generate(algorithm)
+        private_path, public_path = write_keypair(key, output, passphrase)
+        pub = key.public_key()
+        typer.echo(f"private key: {private_path} (mode 0600{', encrypted' if passphrase else ''})")
+        typer.echo(f"public key:  {public_path}")
+        typer.echo(f"algorithm:   {pub.algorithm}")
+        typer.echo(f"key id:      {pub.key_id}")
+
+
+@app.command()
+def sign(
+    model: Annotated[Path, typer.Argument(help="A model directory or a single model file.")],
+    key: Annotated[Path, typer.Option(help="Private key (PEM).")],
+    signature: Annotated[
+        Path | None, typer.Option(help="Bundle path [default: MODEL/model.sig or MODEL.sig].")
+    ] = None,
+    hash_type: Annotated[str, typer.Option("--hash", help="sha256, blake2b or blake3.")] = "sha256",
+    ignore_path: Annotated[
+        list[str] | None, typer.Option(help="A relative path to leave unsigned (repeatable).")
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None, typer.Option(help="Passphrase of an encrypted key [or MODELSIGN_PASSPHRASE].")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Sign a model: hash every file and write an OMS v1.0 bundle."""
+    from modelsign.signing import sign as do_sign  # noqa: PLC0415
+
+    with _errors():
+        with _progress(_model_bytes(model), "signing", quiet) as progress:
+            result = do_sign(
+                model,
+                key,
+                signature=signature,
+                hash_type=hash_type,
+                ignore_paths=ignore_path or (),
+                passphrase=_read_passphrase(passphrase_file),
+                progress=progress,
+            )
+        count = len(result.manifest.resources)
+        typer.echo(
+            f"signed {model} ({count} file{'s' if count != 1 else ''}) -> {result.signature}"
+        )
+        typer.echo(f"key id: {result.key_id} ({result.algorithm})")
+        typer.echo(f"root digest: sha256:{result.manifest.root_digest}")
+
+
+@app.command()
+def verify(
+    model: Annotated[Path, typer.Argument(help="A model directory or a single model file.")],
+    key: Annotated[
+        list[Path] | None, typer.Option(help="A trusted public key (repeatable).")
+    ] = None,
+    policy: Annotated[Path | None, typer.Option(help="A TOML trust policy.")] = None,
+    signature: Annotated[
+        Path | None, typer.Option(help="Bundle path [default: MODEL/model.sig or MODEL.sig].")
+    ] = None,
+    ignore_path: Annotated[
+        list[str] | None, typer.Option(help="A relative path to leave unchecked (repeatable).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Verify a model against its signature and trusted keys.
+
+    Exit 0: verified. 1: rejected (every problem is listed). 2: usage error.
+    """
+    from modelsign.verifying import verify as do_verify  # noqa: PLC0415
+
+    with _errors(json_output):
+        if not key and policy is None:
+            raise UsageError("give at least one --key or a --policy: trust is never implicit")
+        with _progress(_model_bytes(model), "verifying", quiet or json_output) as progress:
+            result = do_verify(
+                model,
+                keys=key or (),
+                policy=policy,
+                signature=signature,
+                ignore_paths=ignore_path or (),
+                progress=progress,
+            )
+        if json_output:
+            typer.echo(
+                json.dumps(
+                    {
+                        "verified": True,
+                        "model": str(result.model),
+                        "signature": str(result.signature),
+                        "model_name": result.model_name,
+                        "method": result.method,
+                        "key_id": result.key_id,
+                        "algorithm": result.algorithm,
+                        "hash_type": result.hash_type,
+                        "root_digest": result.root_digest,
+                        "files": list(result.files),
+                    },
+                    indent=2,
+                )
+            )
+            return
+        count = len(result.files)
+        typer.echo(f"verified {model}: {count} file{'s' if count != 1 else ''} match the signature")
+        typer.echo(f"signer: key {result.key_id} ({result.algorithm})")
+        typer.echo(f"root digest: sha256:{result.root_digest}")
+
+
+@app.command()
+def inspect(
+    signature: Annotated[Path, typer.Argument(help="A bundle file (model.sig).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show what a bundle claims (UNVERIFIED: use `verify` to decide trust)."""
+    from modelsign.inspecting import inspect_bundle  # noqa: PLC0415
+
+    with _errors():
+        info = inspect_bundle(signature)
+        if json_output:
+            typer.echo(json.dumps(info, indent=2))
+            return
+        typer.echo(f"bundle:      {info['signature']}  (UNVERIFIED: shows claims only)")
+        signer = info["signer"]
+        typer.echo(f"method:      {signer['method']}")
+        if "key_id" in signer:
+            typer.echo(f"key id:      {signer['key_id']}")
+        typer.echo(f"model name:  {info['model_name']}")
+        typer.echo(f"root digest: sha256:{info['root_digest']}")
+        typer.echo(f"hash type:   {info['hash_type']} ({info['method']})")
+        if info["ignore_paths"]:
+            typer.echo(f"ignored:     {', '.join(info['ignore_paths'])}")
+        typer.echo(f"files:       {len(info['files'])}")
+        for f in info["files"]:
+            size = "?" if f["size"] is None else f"{f['size']} bytes"
+            typer.echo(f"  {f['name']}  {size}  {f['digest']}")
+            for m in f["members"]:
+                typer.echo(f"    [{f['archive']}] {m['name']}  {m['size']} bytes  {m['digest']}")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,220 @@
+"""Stage 1: find the files that make up a model.
+
+A model is a directory (every regular file below it, minus the ignored paths)
+or a single regular file. Nothing is followed or opened here: entries are
+``lstat``-ed, so a FIFO or device is refused without blocking, and a symlink is
+refused unless the signature says symlinks were allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelsign.errors import MalformedBundleError, UnsafeModelError, UsageError, VerificationError
+
+__all__ = [
+    "DEFAULT_IGNORES",
+    "SINGLE_FILE_NAME",
+    "ModelFile",
+    "ModelTree",
+    "check_name",
+    "collision_key",
+    "enumerate_model",
+]
+
+#: Top-level paths a directory model never signs; recorded in the bundle.
+DEFAULT_IGNORES: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
+
+#: The resource name of a single-file model, as model_signing writes it.
+SINGLE_FILE_NAME = "."
+
+_WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"]
+    + [f"COM{i}" for i in range(1, 10)]
+    + [f"LPT{i}" for i in range(1, 10)]
+)
+
+
+def check_name(name: str, error: type[VerificationError] = MalformedBundleError) -> None:
+    """Raise ``error`` unless ``name`` is a safe relative POSIX path.
+
+    Safe: non-empty, valid UTF-8 (no lone surrogates), ``/`` separators, no
+    leading or trailing ``/``, no empty, ``.`` or ``..`` component, no NUL or
+    backslash, no Windows drive prefix or reserved device name.
+    """
+    problem = _name_problem(name)
+    if problem:
+        raise error(f"unsafe path name {name!r}: {problem}")
+
+
+def _name_problem(name: str) -> str | None:
+    if not name:
+        return "empty"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not valid UTF-8"
+    if "\x00" in name:
+        return "contains NUL"
+    if "\\" in name:
+        return "contains a backslash"
+    if name.startswith("/"):
+        return "absolute path"
+    if len(name) >= 2 and name[1] == ":" and name[0].isascii() and name[0].isalpha():
+        return "Windows drive prefix"
+    for part in name.split("/"):
+        if part in ("", ".", ".."):
+            return f"path component {part!r} is not allowed"
+        if part.split(".")[0].upper() in _WINDOWS_DEVICES:
+            return f"Windows device name {part!r}"
+    return None
+
+
+def collision_key(name: str) -> str:
+    """Names equal under this key would be one file on a case-insensitive or
+    normalizing file system (macOS, Windows): modelsign refuses such pairs."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One regular file of a model: its resource name and where it is."""
+
+    name: str
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class ModelTree:
+    """The files of a model, sorted by name in Unicode code point order."""
+
+    root: Path
+    name: str
+    single_file: bool
+    files: tuple[ModelFile, ...]
+    ignore_paths: tuple[str, ...]
+
+
+def _model_name(path: Path) -> str:
+    name = path.name
+    if not name or name == "..":
+        name = path.resolve().name
+    return name
+
+
+def enumerate_model(
+    model: Path,
+    *,
+    ignore_paths: Iterable[str] = (),
+    signature: Path | None = None,
+    allow_symlinks: bool = False,
+) -> ModelTree:
+    """List the files of ``model``.
+
+    ``ignore_paths`` are exact relative paths (a directory ignores its subtree).
+    ``signature``, when inside a directory model, is ignored too. Raises
+    :class:`UnsafeModelError` for an unsafe or empty tree, and
+    :class:`UsageError` when ``model`` does not exist.
+    """
+    ignores = tuple(dict.fromkeys(ignore_paths))
+    for path in ignores:
+        check_name(path, UnsafeModelError)
+    try:
+        st = os.lstat(model)
+    except FileNotFoundError as e:
+        raise UsageError(f"{model}: no such file or directory") from e
+    if stat.S_ISLNK(st.st_mode) and not allow_symlinks:
+        raise UnsafeModelError(f"{model}: is a symbolic link; sign or verify its target")
+    if stat.S_ISLNK(st.st_mode):
+        st = os.stat(model)
+    name = _model_name(model)
+    if stat.S_ISREG(st.st_mode):
+        return ModelTree(
+            root=model,
+            name=name,
+            single_file=True,
+            files=(ModelFile(SINGLE_FILE_NAME, model, st.st_size),),
+            ignore_paths=(),
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeModelError(f"{model}: not a regular file or directory")
+
+    if signature is not None:
+        rel = _relative_inside(signature, model)
+        if rel is not None and rel not in ignores:
+            ignores = (*ignores, rel)
+    files: list[ModelFile] = []
+    _walk(model, "", frozenset(ignores), allow_symlinks, files)
+    if not files:
+        raise UnsafeModelError(f"{model}: the model has no files to sign")
+    files.sort(key=lambda f: f.name)
+    seen: dict[str, str] = {}
+    for f in files:
+        key = collision_key(f.name)
+        if key in seen:
+            raise UnsafeModelError(
+                f"{model}: file names {seen[key]!r} and {f.name!r} collide "
+                "under case folding or Unicode normalization"
+            )
+        seen[key] = f.name
+    return ModelTree(model, name, False, tuple(files), ignores)
+
+
+def _relative_inside(path: Path, root: Path) -> str | None:
+    try:
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    except ValueError:
+        return None
+    if rel == "." or rel.startswith(".."):
+        return None
+    return Path(rel).as_posix()
+
+
+def _walk(
+    directory: Path,
+    prefix: str,
+    ignores: frozenset[str],
+    allow_symlinks: bool,
+    out: list[ModelFile],
+) -> None:
+    # Iterative depth-first walk; entries are lstat-ed, never opened.
+    stack: list[tuple[Path, str, frozenset[tuple[int, int]]]] = [(directory, prefix, frozenset())]
+    while stack:
+        current, rel_prefix, ancestors = stack.pop()
+        dst = os.stat(current)
+        here = (dst.st_dev, dst.st_ino)
+        if here in ancestors:
+            raise UnsafeModelError(f"{current}: directory cycle")
+        ancestors = ancestors | {here}
+        with os.scandir(current) as entries:
+            for entry in entries:
+                rel = f"{rel_prefix}{entry.name}"
+                if rel in ignores:
+                    continue
+                check_name(rel, UnsafeModelError)
+                path = Path(entry.path)
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    if not allow_symlinks:
+                        raise UnsafeModelError(
+                            f"{path}: symbolic link in the model (target {os.readlink(path)!r})"
+                        )
+                    try:
+                        st = os.stat(path)
+                    except OSError as e:
+                        raise UnsafeModelError(f"{path}: broken symbolic link: {e}") from e
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((path, f"{rel}/", ancestors))
+                elif stat.S_ISREG(st.st_mode):
+                    out.append(ModelFile(rel, path, st.st_size))
+                else:
+                    raise UnsafeModelError(
+                        f"{path}: not a regular file ({stat.filemode(st.st_mode)}); "
+                        "FIFOs, sockets and devices are refused"
+                    )

@@ -1,0 +1,180 @@
+"""The exceptions modelsign raises.
+
+Two branches under one base, :class:`Error`:
+
+* :class:`VerificationError` — "do not trust this model": a digest mismatch, a
+  missing or extra file, an invalid signature, an untrusted signer, a malformed
+  bundle, an unsafe archive or an unsafe model tree. The CLI exits with 1.
+* :class:`UsageError` — "you called me wrong": a bad flag, an unreadable key or
+  policy, a file that would be overwritten. The CLI exits with 2.
+
+Every message names the file it is about and, for digests, the expected and the
+actual value. Foreign exceptions (``InvalidSignature``, JSON, TOML, OS errors)
+are wrapped at the boundary with ``raise ... from e``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "BundleTooLargeError",
+    "ConfigError",
+    "DigestMismatchError",
+    "Error",
+    "ExtraFileError",
+    "InvalidSignatureError",
+    "KeyLoadError",
+    "MalformedBundleError",
+    "Mismatch",
+    "MissingFileError",
+    "MissingSignatureError",
+    "ModelMismatchError",
+    "OverwriteError",
+    "UnsafeArchiveError",
+    "UnsafeModelError",
+    "UntrustedSignerError",
+    "UsageError",
+    "VerificationError",
+]
+
+
+class Error(Exception):
+    """Base class of every error modelsign raises on purpose."""
+
+    exit_code: int = 1
+
+    def diagnostics(self) -> str:
+        """A human-readable explanation, possibly over several lines."""
+        return str(self)
+
+
+# --------------------------------------------------------------------------
+# "You called me wrong": exit code 2.
+
+
+class UsageError(Error):
+    """The caller's input or configuration is wrong; the model was not judged."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A policy file, flag combination or option value is invalid."""
+
+
+class KeyLoadError(UsageError):
+    """A key file cannot be read or parsed, or holds an unsupported key."""
+
+
+class OverwriteError(UsageError):
+    """An output file already exists and modelsign never overwrites it."""
+
+
+# --------------------------------------------------------------------------
+# "Do not trust this model": exit code 1.
+
+
+class VerificationError(Error):
+    """The model, its archive members or its signature must not be trusted."""
+
+    exit_code = 1
+
+
+class MalformedBundleError(VerificationError):
+    """The signature file is not a well-formed OMS v1.0 bundle."""
+
+
+class BundleTooLargeError(MalformedBundleError):
+    """The signature file is larger than the configured limit (not decoded)."""
+
+
+class InvalidSignatureError(VerificationError):
+    """The DSSE signature does not verify with the trusted key."""
+
+
+class UntrustedSignerError(VerificationError):
+    """The bundle was signed by a key or identity that is not trusted."""
+
+
+class UnsafeArchiveError(VerificationError):
+    """An archive is structurally ambiguous (readers would disagree on it)."""
+
+
+class UnsafeModelError(VerificationError):
+    """The model tree holds something modelsign refuses to hash or load:
+    a symlink, a FIFO, a device, an invalid path name, or nothing at all."""
+
+
+MismatchKind = Literal["digest", "missing", "extra"]
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One difference between the signed manifest and the files on disk."""
+
+    kind: MismatchKind
+    name: str
+    expected: str | None = None
+    actual: str | None = None
+    #: For an archive with a digest mismatch: which members differ (diagnostics).
+    members: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.kind == "digest":
+            text = f"{self.name}: digest mismatch: expected {self.expected}, actual {self.actual}"
+            return "".join([text, *(f"\n    {m}" for m in self.members)])
+        if self.kind == "missing":
+            return f"{self.name}: missing: signed with digest {self.expected}, not on disk"
+        return f"{self.name}: extra file: on disk but not in the signed manifest"
+
+
+class ModelMismatchError(VerificationError):
+    """The files on disk differ from the signed manifest.
+
+    Raised as :class:`DigestMismatchError`, :class:`MissingFileError` or
+    :class:`ExtraFileError` when every difference is of that one kind, and as
+    this class itself when the differences are of several kinds. Every instance
+    lists all differences in :attr:`mismatches`, in name order.
+    """
+
+    def __init__(self, model: str, mismatches: tuple[Mismatch, ...]) -> None:
+        self.model = model
+        self.mismatches = mismatches
+        lines = "\n".join(f"  {m.describe()}" for m in mismatches)
+        count = len(mismatches)
+        noun = "difference" if count == 1 else "differences"
+        super().__init__(f"model {model} does not match its signature ({count} {noun}):\n{lines}")
+
+    @classmethod
+    def for_mismatches(cls, model: str, mismatches: tuple[Mismatch, ...]) -> ModelMismatchError:
+        """The most precise class for this set of differences."""
+        kinds = {m.kind for m in mismatches}
+        if len(kinds) == 1:
+            (kind,) = kinds
+            return _BY_KIND[kind](model, mismatches)
+        return ModelMismatchError(model, mismatches)
+
+
+class DigestMismatchError(ModelMismatchError):
+    """One or more files have a digest other than the signed one."""
+
+
+class MissingFileError(ModelMismatchError):
+    """One or more signed files are not on disk."""
+
+
+class ExtraFileError(ModelMismatchError):
+    """One or more files on disk are not in the signed manifest."""
+
+
+_BY_KIND: dict[str, type[ModelMismatchError]] = {
+    "digest": DigestMismatchError,
+    "missing": MissingFileError,
+    "extra": ExtraFileError,
+}
+
+
+class MissingSignatureError(MalformedBundleError):
+    """There is no signature file where one was expected: the model is unsigned."""

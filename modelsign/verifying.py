@@ -1,0 +1,267 @@
+"""Stage 5: verify a model against its bundle and the caller's trust policy.
+
+The core, :func:`check_bundle` and :func:`compare`, does no I/O: it takes a
+parsed bundle, trusted keys and digests, and raises. :func:`verify` is the edge
+that reads the signature, walks and hashes the files, and calls the core.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from modelsign import _json
+from modelsign._files import read_small
+from modelsign.bundle import Bundle, KeyMaterial, pae, pae_legacy
+from modelsign.enumerating import SINGLE_FILE_NAME, ModelTree, enumerate_model
+from modelsign.errors import (
+    BundleTooLargeError,
+    ConfigError,
+    Error,
+    InvalidSignatureError,
+    MalformedBundleError,
+    Mismatch,
+    MissingSignatureError,
+    ModelMismatchError,
+    UntrustedSignerError,
+)
+from modelsign.hashing import MemberDigest, Progress, hash_file, hash_files
+from modelsign.keys import PublicKey
+from modelsign.manifest import Manifest
+from modelsign.policy import Policy
+from modelsign.signing import default_signature_path, display_name
+
+__all__ = ["VerifiedModel", "check_bundle", "compare", "read_bundle", "verify"]
+
+
+@dataclass(frozen=True)
+class VerifiedModel:
+    """What a successful verification established."""
+
+    model: Path
+    signature: Path
+    model_name: str
+    method: str
+    key_id: str
+    algorithm: str
+    hash_type: str
+    root_digest: str
+    files: tuple[str, ...]
+    manifest: Manifest
+
+
+def check_bundle(
+    bundle: Bundle, trusted: Sequence[PublicKey], *, source: str = "bundle"
+) -> tuple[Manifest, PublicKey]:
+    """Verify the bundle's signature with a trusted key; return the statement.
+
+    The key is chosen from ``trusted`` by the bundle's key id (or, in bundles
+    older than model_signing 1.1, by the key it embeds); the bundle itself is
+    never a source of trust.
+    """
+    material = bundle.material
+    ids = ", ".join(k.key_id for k in trusted) or "none"
+    if not isinstance(material, KeyMaterial):
+        raise UntrustedSignerError(
+            f"{source}: signed with the {bundle.method} method, but only keys are trusted "
+            f"(trusted key ids: {ids})"
+        )
+    if material.hint is not None:
+        claimed = material.hint
+        candidates = [k for k in trusted if k.key_id == material.hint]
+    else:
+        assert material.raw_bytes is not None
+        try:
+            embedded = PublicKey.from_pem(material.raw_bytes, f"{source}: publicKey.rawBytes")
+        except Exception as e:  # any failure means "not a key we know"
+            raise MalformedBundleError(f"{source}: publicKey.rawBytes is not a PEM key") from e
+        claimed = embedded.key_id
+        candidates = [k for k in trusted if k == embedded]
+    if not candidates:
+        raise UntrustedSignerError(
+            f"{source}: signed by key {claimed}, which is not trusted (trusted key ids: {ids})"
+        )
+    key = candidates[0]
+    envelope = bundle.envelope
+    ok = key.verify(envelope.signature, pae(envelope.payload_type, envelope.payload))
+    if not ok and material.hint is None and key.algorithm.startswith("ecdsa"):
+        # model_signing before 1.0 signed a malformed PAE; only its bundles
+        # (embedded key, no hint) and only ECDSA keys are checked this way.
+        ok = key.verify(envelope.signature, pae_legacy(envelope.payload))
+    if not ok:
+        raise InvalidSignatureError(f"{source}: invalid signature for key {key.key_id}")
+    try:
+        manifest = Manifest.from_payload(envelope.payload)
+    except MalformedBundleError as e:
+        raise MalformedBundleError(f"{source}: {e}") from e
+    return manifest, key
+
+
+def compare(
+    manifest: Manifest, actual: Mapping[str, str], on_disk: Iterable[str], model: str
+) -> None:
+    """Raise :class:`ModelMismatchError` (or its precise subclass) listing every
+    difference between ``manifest`` and the files on disk.
+
+    ``actual`` maps the names that were hashed to their digests; ``on_disk``
+    is every file found, hashed or not.
+    """
+    problems: list[Mismatch] = []
+    signed = manifest.digests()
+    for name, expected in signed.items():
+        if name not in actual:
+            problems.append(Mismatch("missing", name, expected=expected))
+        elif actual[name] != expected:
+            problems.append(Mismatch("digest", name, expected=expected, actual=actual[name]))
+    problems.extend(Mismatch("extra", name) for name in on_disk if name not in signed)
+    if problems:
+        problems.sort(key=lambda m: m.name)
+        raise ModelMismatchError.for_mismatches(model, tuple(problems))
+
+
+def read_bundle(path: Path, *, max_bytes: int | None = None) -> Bundle:
+    """Read and parse a signature file, refusing anything but a regular file
+    within the size limit (checked before reading)."""
+    limit = _json.DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    data = read_small(
+        path,
+        limit,
+        "signature",
+        MalformedBundleError,
+        missing=MissingSignatureError,
+        too_large=BundleTooLargeError,
+    )
+    return Bundle.from_bytes(data, source=str(path), max_bytes=limit)
+
+
+def _trusted_keys(
+    keys: Iterable[PublicKey | str | os.PathLike[str]] | None,
+    policy: Policy | str | os.PathLike[str] | None,
+) -> tuple[PublicKey, ...]:
+    found: list[PublicKey] = []
+    if policy is not None:
+        found.extend((policy if isinstance(policy, Policy) else Policy.load(policy)).keys)
+    key_list = list(keys) if keys is not None else []
+    if key_list:
+        found.extend(Policy.from_keys(key_list).keys)
+    if not found:
+        raise ConfigError("no trusted key: give --key or --policy (trust is never implicit)")
+    return tuple(dict.fromkeys(found))
+
+
+def verify(
+    model: str | os.PathLike[str],
+    *,
+    keys: Iterable[PublicKey | str | os.PathLike[str]] | None = None,
+    policy: Policy | str | os.PathLike[str] | None = None,
+    signature: str | os.PathLike[str] | None = None,
+    ignore_paths: Iterable[str] = (),
+    progress: Progress | None = None,
+    workers: int | None = None,
+    max_bundle_bytes: int | None = None,
+) -> VerifiedModel:
+    """Verify ``model`` (a directory or a single file) against its signature.
+
+    Raises a :class:`~modelsign.errors.VerificationError` subclass when the
+    model must not be trusted, a :class:`~modelsign.errors.UsageError`
+    subclass for bad arguments; returns :class:`VerifiedModel` otherwise.
+    """
+    trusted = _trusted_keys(keys, policy)
+    model_path = Path(model)
+    sig_path = Path(signature) if signature is not None else default_signature_path(model_path)
+    bundle = read_bundle(sig_path, max_bytes=max_bundle_bytes)
+    manifest, key = check_bundle(bundle, trusted, source=str(sig_path))
+    ser = manifest.serialization
+    tree = enumerate_model(
+        model_path,
+        ignore_paths=(*ser.ignore_paths, *ignore_paths),
+        signature=sig_path,
+        allow_symlinks=ser.allow_symlinks,
+    )
+    names = _disk_names(tree, manifest)
+    signed = manifest.digests()
+    to_hash = [f for f in tree.files if names[f.name] in signed]
+    digests = hash_files(
+        to_hash,
+        ser.hash_type,
+        display=lambda f: display_name(tree, f),
+        workers=workers,
+        progress=progress,
+    )
+    actual = {names[n]: d.digest for n, d in digests.items()}
+    try:
+        compare(manifest, actual, [names[f.name] for f in tree.files], str(model_path))
+    except ModelMismatchError as e:
+        raise _with_member_diagnostics(e, manifest, tree, names) from None
+    return VerifiedModel(
+        model=model_path,
+        signature=sig_path,
+        model_name=manifest.model_name,
+        method=bundle.method,
+        key_id=key.key_id,
+        algorithm=key.algorithm,
+        hash_type=ser.hash_type,
+        root_digest=manifest.root_digest,
+        files=tuple(r.name for r in manifest.resources),
+        manifest=manifest,
+    )
+
+
+def _with_member_diagnostics(
+    error: ModelMismatchError, manifest: Manifest, tree: ModelTree, names: Mapping[str, str]
+) -> ModelMismatchError:
+    """Name the archive members that changed in each mismatching archive.
+
+    The whole-file digest already decided the outcome; this only re-reads the
+    mismatching archives to say where they differ. It never turns a rejection
+    into anything else: a failure to read the members is reported as such.
+    """
+    signed = {r.name: r for r in manifest.resources}
+    by_manifest_name = {names[f.name]: f for f in tree.files}
+    detailed = []
+    for m in error.mismatches:
+        resource = signed.get(m.name)
+        if m.kind != "digest" or resource is None or not resource.members:
+            detailed.append(m)
+            continue
+        file = by_manifest_name[m.name]
+        try:
+            now = hash_file(
+                file, resource.algorithm, display=display_name(tree, file), members=True
+            ).members
+        except Error as e:
+            detailed.append(replace(m, members=(f"members not compared: {e}",)))
+            continue
+        detailed.append(replace(m, members=_member_differences(resource.members, now)))
+    return ModelMismatchError.for_mismatches(error.model, tuple(detailed))
+
+
+def _member_differences(
+    signed: Sequence[MemberDigest], now: Sequence[MemberDigest]
+) -> tuple[str, ...]:
+    before = {m.name: m for m in signed}
+    after = {m.name: m for m in now}
+    lines = []
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if old is None:
+            lines.append(f"member {name!r}: added")
+        elif new is None:
+            lines.append(f"member {name!r}: removed")
+        elif old.digest != new.digest:
+            lines.append(f"member {name!r}: expected {old.digest}, actual {new.digest}")
+    return tuple(lines) or ("no archive member differs: the change is in the archive's structure",)
+
+
+def _disk_names(tree: ModelTree, manifest: Manifest) -> dict[str, str]:
+    """Map each file's name on disk to its name in the manifest. A single-file
+    model is ``.`` on disk; a bundle may name it ``.`` (model_signing) or by
+    its file name."""
+    names = {f.name: f.name for f in tree.files}
+    if tree.single_file and len(manifest.resources) == 1:
+        only = manifest.resources[0].name
+        if only in (SINGLE_FILE_NAME, tree.root.name):
+            names[SINGLE_FILE_NAME] = only
+    return names

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The README's `make demo`: sign a small real PyTorch model, verify it, and show
+# the refusal of a tampered copy. Everything happens in a throw-away folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MS=.venv/bin/modelsign
+PY=.venv/bin/python
+work=$(mktemp -d "${TMPDIR:-/tmp}/modelsign-demo.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+step "1. A throw-away Ed25519 key pair (private key encrypted, mode 0600)"
+export MODELSIGN_PASSPHRASE="demo passphrase, not a secret"
+run $MS keygen --output "$work/keys/demo"
+
+step "2. A small real PyTorch model: torch.save of a state_dict, plus a config file"
+mkdir -p "$work/model"
+run $PY - "$work/model" <<'PYEOF'
+import json, sys, torch
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+torch.save(net.state_dict(), f"{sys.argv[1]}/model.pt")
+with open(f"{sys.argv[1]}/config.json", "w") as f:
+    json.dump({"architecture": "mlp", "layers": [16, 8, 2]}, f)
+print("wrote model.pt and config.json")
+PYEOF
+
+step "3. Sign it (writes model/model.sig, an OMS v1.0 bundle)"
+run $MS sign "$work/model" --key "$work/keys/demo.key"
+
+step "4. What the bundle claims (unverified view, for auditors)"
+run $MS inspect "$work/model/model.sig"
+
+step "5. Verify it with the trusted public key"
+run $MS verify "$work/model" --key "$work/keys/demo.pub"
+
+step "6. Verify through a trust policy file"
+printf '[trust]\nkeys = ["keys/demo.pub"]\n' > "$work/policy.toml"
+run cat "$work/policy.toml"
+run $MS verify "$work/model" --policy "$work/policy.toml"
+
+step "7. Tamper with a copy: flip one byte inside model.pt's tensor data"
+cp -r "$work/model" "$work/tampered"
+$PY - "$work/tampered/model.pt" <<'PYEOF'
+import sys
+path = sys.argv[1]
+data = bytearray(open(path, "rb").read())
+pos = len(data) // 2
+data[pos] ^= 0x01
+open(path, "wb").write(bytes(data))
+print(f"flipped the byte at offset {pos} of {path}")
+PYEOF
+set +e
+run $MS verify "$work/tampered" --key "$work/keys/demo.pub"
+code=$?
+set -e
+if [ "$code" -ne 1 ]; then
+    echo "demo FAILED: the tampered model was not refused with exit code 1 (got $code)" >&2
+    exit 1
+fi
+echo "refused as expected (exit code $code): the tampered model is not trusted"
+
+step "8. A different key is not trusted"
+run $MS keygen --output "$work/keys/other" --no-passphrase >/dev/null
+set +e
+run $MS verify "$work/model" --key "$work/keys/other.pub"
+code=$?
+set -e
+[ "$code" -eq 1 ] || { echo "demo FAILED: untrusted key accepted (exit $code)" >&2; exit 1; }
+echo "refused as expected (exit code $code)"
+
+printf '\n\033[1mdemo complete\033[0m\n'
