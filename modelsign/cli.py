@@ -247,7 +247,8 @@ def verify(
             )
             return
         count = len(result.files)
-        typer.echo(f"verified {model}: {count} file{'s' if count != 1 else ''} match the signature")
+        files = "1 file matches" if count == 1 else f"{count} files match"
+        typer.echo(f"verified {model}: {files} the signature")
         typer.echo(f"signer: key {result.key_id} ({result.algorithm})")
         typer.echo(f"root digest: sha256:{result.root_digest}")
 

@@ -37,7 +37,7 @@ __all__ = [
 
 HASH_TYPES: tuple[str, ...] = ("sha256", "blake2b", "blake3")
 DIGEST_HEX_LENGTH: dict[str, int] = {"sha256": 64, "blake2b": 128, "blake3": 64}
-CHUNK_SIZE = 16 * 1024 * 1024
+CHUNK_SIZE = 4 * 1024 * 1024
 #: Compressed archive members inflating past this are refused (zip bombs).
 MAX_MEMBER_BYTES = 64 * 1024**3
 

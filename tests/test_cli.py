@@ -237,3 +237,27 @@ def test_killed_signing_leaves_old_or_complete_bundle(
         current = (model / "model.sig").read_bytes()
         if current != old:
             assert cli("verify", model, "--key", keypair[1]).returncode == 0
+
+
+def test_key_paths_import_neither_sigstore_nor_torch(
+    make_model: MakeModel, keypair: tuple[Path, Path]
+) -> None:
+    model = make_model()
+    code = (
+        "import sys\n"
+        "from modelsign.cli import app\n"
+        "try:\n"
+        f"    app(['sign', {str(model)!r}, '--key', {str(keypair[0])!r}, '-q'])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "try:\n"
+        f"    app(['verify', {str(model)!r}, '--key', {str(keypair[1])!r}])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sigstore', 'torch')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
