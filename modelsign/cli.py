@@ -284,6 +284,92 @@ def inspect(
                 typer.echo(f"    [{f['archive']}] {m['name']}  {m['size']} bytes  {m['digest']}")
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def run(
+    ctx: typer.Context,
+    policy: Annotated[Path, typer.Option(help="The TOML trust policy to enforce.")],
+) -> None:
+    """Run a program with enforcement active from its first line.
+
+    modelsign run --policy P -- python serve.py args...
+
+    Sets MODELSIGN_POLICY for the program; the modelsign-autoload.pth hook of
+    this environment then installs the loader hooks before the program's first
+    import. A program that is a Python without modelsign is refused, so that
+    enforcement is never silently off. Exits with the program's exit code.
+    """
+    from modelsign.policy import Policy  # noqa: PLC0415
+
+    with _errors():
+        command = list(ctx.args)
+        if command[:1] == ["--"]:
+            command = command[1:]
+        if not command:
+            raise UsageError("give the program to run after --, e.g. -- python serve.py")
+        Policy.load(policy)  # refuse a bad policy here, with a clear message
+        env = {**os.environ, "MODELSIGN_POLICY": str(policy.resolve())}
+        _check_enforcement(command[0], env)
+        try:
+            os.execvpe(command[0], command, env)  # noqa: S606 - the user's own program
+        except OSError as e:
+            raise UsageError(f"cannot run {command[0]!r}: {e.strerror}") from e
+
+
+def _check_enforcement(program: str, env: dict[str, str]) -> None:
+    """When the program is a Python, check that enforcement will be on in it."""
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    if not Path(program).name.startswith("python"):
+        return
+    executable = shutil.which(program, path=env.get("PATH")) or program
+    probe = "import modelsign.hooks as h, sys; sys.exit(0 if h.installed() else 3)"
+    try:
+        result = subprocess.run(  # noqa: S603 - the user's own interpreter
+            [executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+        )
+    except OSError as e:
+        raise UsageError(f"cannot run {program!r}: {e.strerror}") from e
+    if result.returncode != 0:
+        raise UsageError(
+            f"enforcement would not be active in {executable}: install modelsign in that "
+            f"environment (its modelsign-autoload.pth activates the hook). {result.stderr.strip()}"
+        )
+
+
+@app.command()
+def status(
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Say whether enforcement is active in this environment, and what it covers."""
+    import importlib.util  # noqa: PLC0415
+    import sysconfig  # noqa: PLC0415
+
+    from modelsign import hooks  # noqa: PLC0415
+
+    with _errors():
+        pth = Path(sysconfig.get_paths()["purelib"]) / "modelsign-autoload.pth"
+        state = hooks.status()
+        state["autoload_pth"] = str(pth) if pth.exists() else None
+        state["MODELSIGN_POLICY"] = os.environ.get("MODELSIGN_POLICY")
+        loaders = ("torch", "numpy", "joblib", "safetensors", "transformers")
+        state["importable"] = [m for m in loaders if importlib.util.find_spec(m) is not None]
+        if json_output:
+            typer.echo(json.dumps(state, indent=2))
+            return
+        if state["active"]:
+            typer.echo(f"enforcement: ACTIVE (policy {state['policy']}, mode {state['mode']})")
+        else:
+            typer.echo("enforcement: off (set MODELSIGN_POLICY or use `modelsign run`)")
+        typer.echo(f"autoload hook: {state['autoload_pth'] or 'not installed'}")
+        if state["active"]:
+            typer.echo(f"patched now: {', '.join(state['covered']) or 'none'}")
+            typer.echo(f"patched when imported: {', '.join(state['pending']) or 'none'}")
+        typer.echo(f"loaders importable here: {', '.join(state['importable']) or 'none'}")
+
+
 def main() -> None:
     """Console entry point."""
     app()

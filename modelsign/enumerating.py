@@ -108,17 +108,50 @@ def _model_name(path: Path) -> str:
     return name
 
 
+def hf_blobs_dir(root: Path) -> Path | None:
+    """The ``blobs/`` folder of a Hugging Face cache snapshot, if ``root`` is one.
+
+    A snapshot is ``.../models--ORG--NAME/snapshots/REVISION/`` and its files are
+    symlinks into ``.../models--ORG--NAME/blobs/``: exactly that layout is
+    accepted, nothing wider.
+    """
+    snapshots = root.parent
+    repo = snapshots.parent
+    if snapshots.name != "snapshots" or not repo.name.startswith(("models--", "datasets--")):
+        return None
+    blobs = repo / "blobs"
+    return blobs if blobs.is_dir() and not blobs.is_symlink() else None
+
+
+def symlink_target(link: Path, blobs: Path | None) -> Path | None:
+    """The resolved target of ``link`` when it may be followed under the
+    Hugging Face cache rule (a regular file directly inside ``blobs``)."""
+    if blobs is None:
+        return None
+    target = Path(os.path.realpath(link))
+    if target.parent != Path(os.path.realpath(blobs)):
+        return None
+    try:
+        st = os.lstat(target)
+    except OSError:
+        return None
+    return target if stat.S_ISREG(st.st_mode) else None
+
+
 def enumerate_model(
     model: Path,
     *,
     ignore_paths: Iterable[str] = (),
     signature: Path | None = None,
     allow_symlinks: bool = False,
+    hf_cache: bool = False,
 ) -> ModelTree:
     """List the files of ``model``.
 
     ``ignore_paths`` are exact relative paths (a directory ignores its subtree).
-    ``signature``, when inside a directory model, is ignored too. Raises
+    ``signature``, when inside a directory model, is ignored too. With
+    ``hf_cache``, the symlinks of a Hugging Face cache snapshot into its own
+    ``blobs/`` folder are followed (and nothing else). Raises
     :class:`UnsafeModelError` for an unsafe or empty tree, and
     :class:`UsageError` when ``model`` does not exist.
     """
@@ -150,7 +183,8 @@ def enumerate_model(
         if rel is not None and rel not in ignores:
             ignores = (*ignores, rel)
     files: list[ModelFile] = []
-    _walk(model, "", frozenset(ignores), allow_symlinks, files)
+    blobs = hf_blobs_dir(model) if hf_cache else None
+    _walk(model, "", frozenset(ignores), allow_symlinks, blobs, files)
     if not files:
         raise UnsafeModelError(f"{model}: the model has no files to sign")
     files.sort(key=lambda f: f.name)
@@ -181,6 +215,7 @@ def _walk(
     prefix: str,
     ignores: frozenset[str],
     allow_symlinks: bool,
+    blobs: Path | None,
     out: list[ModelFile],
 ) -> None:
     # Iterative depth-first walk; entries are lstat-ed, never opened.
@@ -201,12 +236,16 @@ def _walk(
                 path = Path(entry.path)
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISLNK(st.st_mode):
-                    if not allow_symlinks:
+                    blob = symlink_target(path, blobs)
+                    if blob is None and not allow_symlinks:
                         raise UnsafeModelError(
                             f"{path}: symbolic link in the model (target {os.readlink(path)!r})"
                         )
+                    # Hash the target itself: the file is opened without
+                    # following links, so a link swapped in later is refused.
+                    path = blob or Path(os.path.realpath(path))
                     try:
-                        st = os.stat(path)
+                        st = os.lstat(path)
                     except OSError as e:
                         raise UnsafeModelError(f"{path}: broken symbolic link: {e}") from e
                 if stat.S_ISDIR(st.st_mode):

@@ -15,6 +15,7 @@ are wrapped at the boundary with ``raise ... from e``.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,8 +25,10 @@ __all__ = [
     "DigestMismatchError",
     "Error",
     "ExtraFileError",
+    "FileDigestMismatchError",
     "InvalidSignatureError",
     "KeyLoadError",
+    "LoadRefusedError",
     "MalformedBundleError",
     "Mismatch",
     "MissingFileError",
@@ -33,7 +36,10 @@ __all__ = [
     "ModelMismatchError",
     "OverwriteError",
     "UnsafeArchiveError",
+    "UnsafeLoadError",
     "UnsafeModelError",
+    "UnsignedFileError",
+    "UntrustedBundleError",
     "UntrustedSignerError",
     "UsageError",
     "VerificationError",
@@ -178,3 +184,46 @@ _BY_KIND: dict[str, type[ModelMismatchError]] = {
 
 class MissingSignatureError(MalformedBundleError):
     """There is no signature file where one was expected: the model is unsigned."""
+
+
+# --------------------------------------------------------------------------
+# Load-time refusals (the loader hook). They also subclass
+# pickle.UnpicklingError, so that `except pickle.UnpicklingError` clauses in
+# existing loading code keep catching a refused load.
+
+
+class LoadRefusedError(VerificationError, pickle.UnpicklingError):
+    """A hooked loader refused to deserialize a file or buffer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        target: str,
+        policy: str,
+        expected: str | None = None,
+        actual: str | None = None,
+    ) -> None:
+        self.target = target
+        self.policy = policy
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"refused to load {target}: {message} (policy: {policy})")
+
+
+class UnsignedFileError(LoadRefusedError):
+    """No bundle signed by a trusted key lists these bytes."""
+
+
+class FileDigestMismatchError(LoadRefusedError):
+    """A trusted bundle lists the file, with another digest: it was changed."""
+
+
+class UntrustedBundleError(LoadRefusedError):
+    """The bundle that would vouch for the file is malformed, badly signed or
+    signed by an untrusted key (the underlying error is ``__cause__``)."""
+
+
+class UnsafeLoadError(LoadRefusedError):
+    """The load itself is unsafe: a file object not at position 0, a special
+    file, a symlink the bundle does not allow, an ambiguous archive."""

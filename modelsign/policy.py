@@ -1,10 +1,19 @@
-"""Trust policy: what a deployment trusts, in one TOML file.
+"""Trust policy: what a deployment trusts, and how strictly, in one TOML file.
 
-First form (later versions add sections; unknown keys are refused)::
+Every key is optional except a trust anchor; unknown keys are refused::
 
     [trust]
     keys = ["release.pub", "/etc/modelsign/ci.pub"]  # relative to this file
+    bundles = ["/srv/bundles/bert.sig"]   # extra bundles: their digests are trusted
+                                          # for any file or in-memory buffer
 
+    [enforce]
+    mode = "enforce"          # or "warn": log a refusal and load anyway (roll-out)
+    scope = ["/srv/models"]   # guard only files under these folders (default: all)
+    discover = true           # look for MODEL/model.sig above a file and FILE.sig beside it
+    pickle_loads = false      # opt-in: check pickle.loads() bytes against the bundles
+
+The same tables may live in ``pyproject.toml`` under ``[tool.modelsign]``.
 A policy with no trust anchor is a configuration error, never "trust all".
 """
 
@@ -32,7 +41,12 @@ MAX_POLICY_BYTES = 1024 * 1024
 
 # Every key a policy may hold, by table; anything else is a typo or a feature
 # this version does not have, and both must be refused rather than ignored.
-_SCHEMA: Mapping[str, frozenset[str]] = {"trust": frozenset({"keys"})}
+_SCHEMA: Mapping[str, frozenset[str]] = {
+    "trust": frozenset({"keys", "bundles"}),
+    "enforce": frozenset({"mode", "scope", "discover", "pickle_loads"}),
+}
+MODES = ("enforce", "warn")
+ENV_VAR = "MODELSIGN_POLICY"
 
 
 def _check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str, source: str) -> None:
@@ -47,10 +61,31 @@ class Policy:
 
     keys: tuple[PublicKey, ...]
     source: str = "<memory>"
+    bundles: tuple[Path, ...] = ()
+    mode: str = "enforce"
+    scope: tuple[str, ...] = ()
+    discover: bool = True
+    pickle_loads: bool = False
 
     def __post_init__(self) -> None:
         if not self.keys:
             raise ConfigError(f"{self.source}: the policy names no trusted key (no trust anchor)")
+        if self.mode not in MODES:
+            raise ConfigError(f"{self.source}: [enforce] mode must be one of {MODES}")
+
+    def describe(self) -> str:
+        return f"{self.source}, mode {self.mode}"
+
+    def in_scope(self, path: str) -> bool:
+        """Whether a file at absolute ``path`` is guarded."""
+        if not self.scope:
+            return True
+        real = os.path.realpath(path)
+        return any(
+            p == prefix or p.startswith(prefix.rstrip("/") + "/")
+            for prefix in self.scope
+            for p in (path, real)
+        )
 
     @classmethod
     def from_keys(
@@ -61,17 +96,39 @@ class Policy:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Policy:
+        """Load a policy file, or the ``[tool.modelsign]`` table of a pyproject.toml."""
         p = Path(path)
         data = read_small(p, MAX_POLICY_BYTES, "policy", ConfigError)
+        if p.name == "pyproject.toml":
+            doc = _parse_toml(data, str(p))
+            tool = doc.get("tool", {}).get("modelsign")
+            if not isinstance(tool, dict):
+                raise ConfigError(f"{p}: no [tool.modelsign] table")
+            return cls.from_mapping(tool, base_dir=p.parent, source=f"{p} [tool.modelsign]")
         return cls.from_toml(data, base_dir=p.parent, source=str(p))
 
     @classmethod
+    def from_environment(cls) -> Policy:
+        """The policy named by ``MODELSIGN_POLICY``, else the ``[tool.modelsign]``
+        table of ``./pyproject.toml``; a :class:`ConfigError` when neither exists."""
+        env = os.environ.get(ENV_VAR)
+        if env:
+            return cls.load(env)
+        pyproject = Path.cwd() / "pyproject.toml"
+        if pyproject.is_file():
+            doc = _parse_toml(
+                read_small(pyproject, MAX_POLICY_BYTES, "policy", ConfigError), str(pyproject)
+            )
+            if isinstance(doc.get("tool", {}).get("modelsign"), dict):
+                return cls.load(pyproject)
+        raise ConfigError(
+            f"no policy: set {ENV_VAR}=/path/to/policy.toml or add [tool.modelsign] "
+            "to ./pyproject.toml"
+        )
+
+    @classmethod
     def from_toml(cls, data: bytes, *, base_dir: Path, source: str = "<policy>") -> Policy:
-        try:
-            doc = tomllib.loads(data.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{source}: not valid TOML: {e}") from e
-        return cls.from_mapping(doc, base_dir=base_dir, source=source)
+        return cls.from_mapping(_parse_toml(data, source), base_dir=base_dir, source=source)
 
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], *, base_dir: Path, source: str) -> Policy:
@@ -80,14 +137,55 @@ class Policy:
         if not isinstance(trust, dict):
             raise ConfigError(f"{source}: the policy needs a [trust] table")
         _check_keys(trust, _SCHEMA["trust"], "[trust]", source)
-        raw_keys = trust.get("keys", [])
-        if not isinstance(raw_keys, list) or not all(isinstance(k, str) for k in raw_keys):
-            raise ConfigError(f"{source}: [trust] keys must be a list of file paths")
         keys = []
-        for entry in raw_keys:
-            path = Path(entry) if os.path.isabs(entry) else base_dir / entry
+        for entry in _paths(trust, "keys", "[trust]", source):
             try:
-                keys.append(load_public_key(path))
+                keys.append(load_public_key(_resolve(entry, base_dir)))
             except KeyLoadError as e:
                 raise ConfigError(f"{source}: [trust] keys: {e}") from e
-        return cls(tuple(dict.fromkeys(keys)), source)
+        bundles = tuple(_resolve(b, base_dir) for b in _paths(trust, "bundles", "[trust]", source))
+        enforce = doc.get("enforce", {})
+        if not isinstance(enforce, dict):
+            raise ConfigError(f"{source}: [enforce] must be a table")
+        _check_keys(enforce, _SCHEMA["enforce"], "[enforce]", source)
+        mode = enforce.get("mode", "enforce")
+        if mode not in MODES:
+            raise ConfigError(f"{source}: [enforce] mode is {mode!r}; use 'enforce' or 'warn'")
+        scope = tuple(
+            os.path.abspath(_resolve(p, base_dir))
+            for p in _paths(enforce, "scope", "[enforce]", source)
+        )
+        flags = {}
+        for flag, default in (("discover", True), ("pickle_loads", False)):
+            value = enforce.get(flag, default)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}: [enforce] {flag} must be true or false")
+            flags[flag] = value
+        return cls(
+            tuple(dict.fromkeys(keys)),
+            source,
+            bundles=bundles,
+            mode=mode,
+            scope=scope,
+            discover=flags["discover"],
+            pickle_loads=flags["pickle_loads"],
+        )
+
+
+def _parse_toml(data: bytes, source: str) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from e
+    return doc
+
+
+def _paths(table: Mapping[str, Any], key: str, where: str, source: str) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{source}: {where} {key} must be a list of file paths")
+    return value
+
+
+def _resolve(entry: str, base_dir: Path) -> Path:
+    return Path(entry) if os.path.isabs(entry) else base_dir / entry

@@ -161,12 +161,15 @@ def verify(
     progress: Progress | None = None,
     workers: int | None = None,
     max_bundle_bytes: int | None = None,
+    hf_cache: bool = False,
 ) -> VerifiedModel:
     """Verify ``model`` (a directory or a single file) against its signature.
 
     Raises a :class:`~modelsign.errors.VerificationError` subclass when the
     model must not be trusted, a :class:`~modelsign.errors.UsageError`
     subclass for bad arguments; returns :class:`VerifiedModel` otherwise.
+    With ``hf_cache``, a Hugging Face cache snapshot's symlinks into its own
+    ``blobs/`` folder are followed (see :func:`~modelsign.enumerating.hf_blobs_dir`).
     """
     trusted = _trusted_keys(keys, policy)
     model_path = Path(model)
@@ -179,6 +182,7 @@ def verify(
         ignore_paths=(*ser.ignore_paths, *ignore_paths),
         signature=sig_path,
         allow_symlinks=ser.allow_symlinks,
+        hf_cache=hf_cache,
     )
     names = _disk_names(tree, manifest)
     signed = manifest.digests()

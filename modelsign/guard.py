@@ -1,0 +1,466 @@
+"""Load-time verification: read a file once, check it, hand over exactly those bytes.
+
+A hooked loader asks the :class:`Guard` for a :class:`LoadSource` instead of
+opening the file itself. The guard
+
+1. finds the bundle that vouches for the file: ``FILE.sig`` beside it, else the
+   nearest ``model.sig`` in a folder above it whose manifest lists it (and the
+   policy's explicit bundles, whose digests are trusted for any bytes);
+2. checks that bundle's signature against the policy's trusted keys;
+3. reads the file once, into memory (small files) or into a sealed memfd
+   (large files and memory-mapped loads on Linux), and hashes what it read;
+4. compares the digest with the signed one, and checks archive structure;
+5. gives the loader an ``io.BytesIO`` of those bytes or ``/proc/self/fd/N`` of
+   the sealed memfd, which cannot change after the check.
+
+Every refusal is a :class:`~modelsign.errors.LoadRefusedError` subclass naming
+the file, the reason, the expected and actual digests, and the policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from modelsign import archive
+from modelsign.enumerating import SINGLE_FILE_NAME, hf_blobs_dir, symlink_target
+from modelsign.errors import (
+    FileDigestMismatchError,
+    LoadRefusedError,
+    MissingSignatureError,
+    UnsafeArchiveError,
+    UnsafeLoadError,
+    UnsignedFileError,
+    UntrustedBundleError,
+    VerificationError,
+)
+from modelsign.hashing import CHUNK_SIZE, new_hasher
+from modelsign.manifest import Manifest
+from modelsign.policy import Policy
+from modelsign.verifying import VerifiedModel, check_bundle, read_bundle, verify
+
+__all__ = ["MEMFD_THRESHOLD", "Guard", "LoadSource"]
+
+#: Files at least this large go through a sealed memfd rather than memory.
+MEMFD_THRESHOLD = 32 * 1024 * 1024
+_MAX_ANCESTORS = 64
+_HAS_MEMFD = sys.platform == "linux" and hasattr(os, "memfd_create")
+
+
+class LoadSource:
+    """The verified bytes, as the loader will receive them.
+
+    Exactly one of ``data`` (bytes in memory) and ``fd`` (a sealed memfd) is
+    set. Use it as a context manager: the memfd is closed on exit (mappings a
+    loader made of it stay valid).
+    """
+
+    def __init__(self, *, data: bytes | None = None, fd: int | None = None, size: int = 0) -> None:
+        self.data = data
+        self.fd = fd
+        self.size = size if data is None else len(data)
+
+    @property
+    def path(self) -> str:
+        """A path naming the sealed memfd; only when :attr:`fd` is set."""
+        if self.fd is None:
+            raise ValueError("this source is in memory; use fileobj()")
+        return f"/proc/self/fd/{self.fd}"
+
+    def fileobj(self) -> BinaryIO:
+        """A fresh binary file object over the verified bytes."""
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        assert self.fd is not None
+        return open(os.dup(self.fd), "rb", closefd=True)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> LoadSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class _Vouch:
+    """A bundle whose signature verified, and the file's name in it."""
+
+    signature: Path
+    manifest: Manifest
+    name: str | None  # None for an explicit bundle: matched by digest only
+
+    @property
+    def hash_type(self) -> str:
+        return self.manifest.serialization.hash_type
+
+    def expected(self) -> str | None:
+        if self.name is None:
+            return None
+        digests = self.manifest.digests()
+        if self.name in digests:
+            return digests[self.name]
+        # A single-file bundle may name its file '.' (model_signing) or by name.
+        if len(digests) == 1 and self.name != SINGLE_FILE_NAME:
+            return digests.get(SINGLE_FILE_NAME)
+        return None
+
+
+class Guard:
+    """Verifies what hooked loaders are about to deserialize, per ``policy``."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    # ------------------------------------------------------------------ bundles
+
+    def _bundle(self, signature: Path) -> Manifest:
+        manifest, _ = check_bundle(read_bundle(signature), self.policy.keys, source=str(signature))
+        return manifest
+
+    def _explicit(self) -> tuple[list[_Vouch], list[tuple[Path, VerificationError]]]:
+        found, errors = [], []
+        for sig in self.policy.bundles:
+            try:
+                found.append(_Vouch(sig, self._bundle(sig), None))
+            except VerificationError as e:
+                errors.append((sig, e))
+        return found, errors
+
+    def _discover(self, path: str) -> tuple[_Vouch | None, list[tuple[Path, VerificationError]]]:
+        """The nearest verified bundle that lists the file at absolute ``path``."""
+        errors: list[tuple[Path, VerificationError]] = []
+        if not self.policy.discover:
+            return None, errors
+        file = Path(path)
+        candidates = [(file.with_name(file.name + ".sig"), file.parent, True)]
+        parent = file.parent
+        for _ in range(_MAX_ANCESTORS):
+            candidates.append((parent / "model.sig", parent, False))
+            if parent.parent == parent:
+                break
+            parent = parent.parent
+        for signature, root, single in candidates:
+            if not os.path.isfile(signature):
+                continue
+            try:
+                manifest = self._bundle(signature)
+            except MissingSignatureError:
+                continue
+            except VerificationError as e:
+                errors.append((signature, e))
+                continue
+            name = file.name if single else Path(os.path.relpath(file, root)).as_posix()
+            vouch = _Vouch(signature, manifest, name)
+            if single and len(manifest.resources) != 1:
+                continue
+            if vouch.expected() is not None:
+                return vouch, errors
+        return None, errors
+
+    # ------------------------------------------------------------------ reading
+
+    def _target(self, path: str, vouch: _Vouch | None) -> tuple[str, bool]:
+        """Where to open the file, and whether the last component may be a link.
+
+        Symlinks are refused unless the bundle allows them or they follow the
+        Hugging Face cache layout (a snapshot file linking into its blobs/).
+        """
+        allow = vouch is not None and vouch.manifest.serialization.allow_symlinks
+        root = None if vouch is None else vouch.signature.parent
+        if root is None or allow:
+            return path, allow
+        rel = Path(os.path.relpath(path, root))
+        current = root
+        for i, part in enumerate(rel.parts):
+            current = current / part
+            if os.path.islink(current):
+                blob = symlink_target(current, hf_blobs_dir(root))
+                if blob is None or i != len(rel.parts) - 1:
+                    raise self._refuse(
+                        UnsafeLoadError,
+                        path,
+                        f"{current} is a symbolic link, which {root / 'model.sig'} does not allow",
+                    )
+                return str(blob), False
+        return path, False
+
+    def _capture_fd(
+        self, fd: int, size: int, hash_types: set[str], memfd: bool, what: str
+    ) -> tuple[dict[str, str], LoadSource]:
+        """Copy the open regular file ``fd`` (from offset 0) into memory or a
+        sealed memfd, then hash exactly the captured bytes."""
+        if memfd and _HAS_MEMFD:
+            out = _memfd_copy(fd, what)
+            try:
+                digests = _hash_fd(out, hash_types)
+            except BaseException:
+                os.close(out)
+                raise
+            return digests, LoadSource(fd=out, size=os.fstat(out).st_size)
+        chunks = []
+        offset = 0
+        while True:
+            chunk = os.pread(fd, max(CHUNK_SIZE, size - offset), offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return _hash_bytes(data, hash_types), LoadSource(data=data)
+
+    def _refuse(
+        self,
+        cls: type[LoadRefusedError],
+        target: str,
+        message: str,
+        expected: str | None = None,
+        actual: str | None = None,
+    ) -> LoadRefusedError:
+        return cls(
+            message, target=target, policy=self.policy.describe(), expected=expected, actual=actual
+        )
+
+    # ------------------------------------------------------------------ public
+
+    def in_scope(self, path: str) -> bool:
+        return self.policy.in_scope(os.path.abspath(path))
+
+    def open_path(
+        self, path: str | os.PathLike[str], *, memfd: bool = False, what: str = "load"
+    ) -> LoadSource:
+        """Verify the file at ``path`` and return its captured bytes."""
+        abspath = os.path.abspath(os.fspath(path))
+        vouch, errors = self._discover(abspath)
+        target, follow = self._target(abspath, vouch)
+        flags = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+        if not follow:
+            flags |= getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(target, flags)
+        except OSError as e:
+            if e.errno is not None and os.path.islink(target):
+                raise self._refuse(UnsafeLoadError, abspath, "is a symbolic link") from e
+            raise
+        try:
+            return self._check_fd(fd, abspath, vouch, errors, memfd=memfd, what=what)
+        finally:
+            os.close(fd)
+
+    def open_file(self, f: Any, *, memfd: bool = False, what: str = "load") -> LoadSource:
+        """Verify an open file object. It must be at position 0; its ``name``
+        is not trusted: on Linux the file's path comes from ``/proc/self/fd``,
+        and in every case the bytes read through it are what is checked."""
+        try:
+            position = f.tell()
+        except (OSError, ValueError, AttributeError) as e:
+            raise self._refuse(
+                UnsafeLoadError, repr(f), "the file object cannot tell its position"
+            ) from e
+        if position != 0:
+            raise self._refuse(
+                UnsafeLoadError, repr(f), f"the file object is at position {position}, not 0"
+            )
+        fd = _fileno(f)
+        if fd is None:
+            data = f.read()
+            if not isinstance(data, bytes):
+                raise self._refuse(UnsafeLoadError, repr(f), "the file object does not read bytes")
+            return self.open_memory(data, what=f"{what} of {f!r}")
+        path = _fd_path(fd) or os.path.abspath(str(getattr(f, "name", "")))
+        vouch, errors = self._discover(path)
+        source = self._check_fd(fd, path, vouch, errors, memfd=memfd, what=what)
+        with contextlib.suppress(OSError, ValueError):
+            f.seek(source.size)
+        return source
+
+    def open_memory(self, data: bytes, *, what: str = "in-memory bytes") -> LoadSource:
+        """Verify bytes a program built itself: only the policy's explicit
+        bundles can vouch for them, by digest."""
+        explicit, errors = self._explicit()
+        types = {v.hash_type for v in explicit} or {"sha256"}
+        digests = _hash_bytes(data, types)
+        if any(digests[v.hash_type] in v.manifest.digests().values() for v in explicit):
+            source = LoadSource(data=data)
+            self._check_archive(source, what)
+            return source
+        raise self._unsigned(what, digests, errors)
+
+    def verify_directory(self, path: str | os.PathLike[str]) -> VerifiedModel:
+        """Verify a whole model directory (``from_pretrained``): every file, no
+        extra, no missing; Hugging Face cache snapshots are understood."""
+        try:
+            return verify(path, policy=self.policy, hf_cache=True)
+        except VerificationError as e:
+            raise self._refuse(
+                UntrustedBundleError if not isinstance(e, LoadRefusedError) else type(e),
+                os.fspath(path),
+                f"the model directory does not verify: {e}",
+            ) from e
+
+    # ------------------------------------------------------------------ core
+
+    def _check_fd(
+        self,
+        fd: int,
+        path: str,
+        vouch: _Vouch | None,
+        errors: list[tuple[Path, VerificationError]],
+        *,
+        memfd: bool,
+        what: str,
+    ) -> LoadSource:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise self._refuse(UnsafeLoadError, path, "not a regular file")
+        explicit, explicit_errors = self._explicit()
+        errors = errors + explicit_errors
+        types = {v.hash_type for v in explicit}
+        if vouch is not None:
+            types.add(vouch.hash_type)
+        types = types or {"sha256"}
+        digests, source = self._capture_fd(
+            fd, st.st_size, types, memfd or st.st_size >= MEMFD_THRESHOLD, what
+        )
+        try:
+            if vouch is not None:
+                expected = vouch.expected()
+                actual = digests[vouch.hash_type]
+                if actual == expected:
+                    self._check_archive(source, path)
+                    return source
+                if not any(digests[v.hash_type] in v.manifest.digests().values() for v in explicit):
+                    raise self._refuse(
+                        FileDigestMismatchError,
+                        path,
+                        f"digest mismatch against {vouch.signature} (entry {vouch.name!r}): "
+                        f"expected {vouch.hash_type}:{expected}, actual {vouch.hash_type}:{actual}",
+                        expected,
+                        actual,
+                    )
+            if any(digests[v.hash_type] in v.manifest.digests().values() for v in explicit):
+                self._check_archive(source, path)
+                return source
+            raise self._unsigned(path, digests, errors)
+        except BaseException:
+            source.close()
+            raise
+
+    def _unsigned(
+        self, target: str, digests: dict[str, str], errors: list[tuple[Path, VerificationError]]
+    ) -> LoadRefusedError:
+        actual = digests.get("sha256") or next(iter(digests.values()))
+        if errors:
+            sig, err = errors[0]
+            refusal = self._refuse(
+                UntrustedBundleError,
+                target,
+                f"the bundle {sig} cannot vouch for it: {err}",
+                actual=actual,
+            )
+            refusal.__cause__ = err
+            return refusal
+        return self._refuse(
+            UnsignedFileError,
+            target,
+            "no bundle signed by a trusted key lists it "
+            f"(actual sha256:{digests.get('sha256', actual)})",
+            actual=actual,
+        )
+
+    def _check_archive(self, source: LoadSource, target: str) -> None:
+        with source.fileobj() as f:
+            try:
+                archive.inspect(f, source.size, target)
+            except UnsafeArchiveError as e:
+                raise self._refuse(UnsafeLoadError, target, str(e)) from e
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _fileno(f: Any) -> int | None:
+    try:
+        fd = f.fileno()
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    return fd if isinstance(fd, int) else None
+
+
+def _fd_path(fd: int) -> str | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    return target if target.startswith("/") else None
+
+
+def _memfd_copy(src: int, what: str) -> int:
+    """A sealed memfd holding the bytes of ``src`` from offset 0."""
+    import fcntl  # noqa: PLC0415 - Linux only
+
+    out = os.memfd_create("modelsign-verified", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        offset = 0
+        while True:
+            try:
+                n = os.sendfile(out, src, offset, 1 << 30)
+            except OSError:
+                n = _copy_chunk(src, out, offset)
+            if n == 0:
+                break
+            offset += n
+        fcntl.fcntl(
+            out,
+            fcntl.F_ADD_SEALS,
+            fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL,
+        )
+        os.lseek(out, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(out)
+        raise
+    return out
+
+
+def _copy_chunk(src: int, out: int, offset: int) -> int:
+    chunk = os.pread(src, CHUNK_SIZE, offset)
+    view = memoryview(chunk)
+    while view:
+        view = view[os.write(out, view) :]
+    return len(chunk)
+
+
+def _hash_fd(fd: int, hash_types: set[str]) -> dict[str, str]:
+    hashers = {t: new_hasher(t)() for t in hash_types}
+    buf = bytearray(CHUNK_SIZE)
+    view = memoryview(buf)
+    offset = 0
+    while True:
+        n = os.preadv(fd, [buf], offset)
+        if n == 0:
+            break
+        for h in hashers.values():
+            h.update(view[:n])
+        offset += n
+    return {t: h.hexdigest() for t, h in hashers.items()}
+
+
+def _hash_bytes(data: bytes, hash_types: set[str]) -> dict[str, str]:
+    result = {}
+    for t in hash_types:
+        h = new_hasher(t)()
+        h.update(data)
+        result[t] = h.hexdigest()
+    return result

@@ -1,0 +1,231 @@
+"""Hooks for torch, numpy, joblib, safetensors and transformers.
+
+Each wrapper verifies first, then calls the original loader on the verified
+bytes (``io.BytesIO``) or on the sealed memfd (``/proc/self/fd/N``), with the
+caller's other arguments unchanged: ``weights_only`` is never touched and a
+failed load is never retried another way.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from modelsign.errors import UnsafeLoadError
+from modelsign.guard import Guard, LoadSource
+from modelsign.hooks._common import active, checked, is_path, nested
+
+Patch = tuple[object, str, Any]
+
+
+def _source(guard: Guard, f: Any, *, memfd: bool, what: str) -> LoadSource | None:
+    """Verify a path or a file object; None means "load unchecked" (out of
+    scope, or a refusal in warn mode)."""
+    if is_path(f):
+        path = os.fsdecode(f)
+        if not guard.in_scope(path):
+            return None
+        return checked(guard, lambda: guard.open_path(path, memfd=memfd, what=what))
+    source = checked(guard, lambda: guard.open_file(f, memfd=memfd, what=what))
+    if source is None:
+        f.seek(0)
+    return source
+
+
+def _wrap(orig: Callable[..., Any], body: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(orig)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        guard = active()
+        if guard is None:
+            return orig(*args, **kwargs)
+        return body(guard, *args, **kwargs)
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------- torch
+
+
+def torch_load(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def body(guard: Guard, f: Any, *args: Any, **kwargs: Any) -> Any:
+        if is_path(f) and os.fsdecode(f).endswith(".safetensors"):
+            # torch forwards these to safetensors.torch.load_file, which is
+            # hooked itself and verifies the file.
+            return orig(f, *args, **kwargs)
+        mmap = bool(kwargs.get("mmap"))
+        source = _source(guard, f, memfd=mmap, what="torch.load")
+        if source is None:
+            return orig(f, *args, **kwargs)
+        with source, nested():
+            if source.fd is not None:
+                return orig(source.path, *args, **kwargs)
+            if mmap:  # no memfd on this platform: load from memory instead
+                kwargs = {**kwargs, "mmap": False}
+            return orig(source.fileobj(), *args, **kwargs)
+
+    return _wrap(orig, body)
+
+
+def torch_patches(module: Any) -> list[Patch]:
+    if module.__name__ == "torch.serialization":
+        return [(module, "load", torch_load(module.load))]
+    # torch itself: torch.load was bound from torch.serialization.load
+    return [(module, "load", torch_load(module.load))]
+
+
+# ---------------------------------------------------------------------- numpy
+
+
+def numpy_load(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def body(guard: Guard, file: Any, *args: Any, **kwargs: Any) -> Any:
+        mmap_mode = kwargs.get("mmap_mode", args[0] if args else None)
+        source = _source(guard, file, memfd=mmap_mode is not None, what="numpy.load")
+        if source is None:
+            return orig(file, *args, **kwargs)
+        with source, nested():
+            if source.fd is not None:
+                return orig(source.path, *args, **kwargs)
+            return orig(source.fileobj(), *args, **kwargs)
+
+    return _wrap(orig, body)
+
+
+def numpy_patches(module: Any) -> list[Patch]:
+    return [(module, "load", numpy_load(module.load))]
+
+
+# ---------------------------------------------------------------------- joblib
+
+
+def joblib_load(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def body(guard: Guard, filename: Any, *args: Any, **kwargs: Any) -> Any:
+        mmap_mode = kwargs.get("mmap_mode", args[0] if args else None)
+        source = _source(guard, filename, memfd=mmap_mode is not None, what="joblib.load")
+        if source is None:
+            return orig(filename, *args, **kwargs)
+        with source, nested():
+            if source.fd is not None:
+                return orig(source.path, *args, **kwargs)
+            return orig(source.fileobj(), *args, **kwargs)
+
+    return _wrap(orig, body)
+
+
+def joblib_patches(module: Any) -> list[Patch]:
+    # joblib.load is joblib.numpy_pickle.load, and joblib keeps its own
+    # reference to pickle's unpickler: patch the function where it lives.
+    out: list[Patch] = [(module, "load", joblib_load(module.load))]
+    numpy_pickle = getattr(module, "numpy_pickle", None)
+    if numpy_pickle is not None and getattr(numpy_pickle, "load", None) is not None:
+        out.append((numpy_pickle, "load", out[0][2]))
+    return out
+
+
+# ------------------------------------------------------------------ safetensors
+
+
+def _memfd_only(guard: Guard, filename: Any, what: str) -> LoadSource | None:
+    source = _source(guard, filename, memfd=True, what=what)
+    if source is not None and source.fd is None:
+        source.close()
+        raise UnsafeLoadError(
+            "this loader reads by path and verified loading needs a Linux memfd",
+            target=os.fsdecode(filename),
+            policy=guard.policy.describe(),
+        )
+    return source
+
+
+def safetensors_load_file(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def body(guard: Guard, filename: Any, *args: Any, **kwargs: Any) -> Any:
+        source = _memfd_only(guard, filename, "safetensors.torch.load_file")
+        if source is None:
+            return orig(filename, *args, **kwargs)
+        with source, nested():
+            return orig(source.path, *args, **kwargs)
+
+    return _wrap(orig, body)
+
+
+def safe_open(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def body(guard: Guard, filename: Any, *args: Any, **kwargs: Any) -> Any:
+        source = _memfd_only(guard, filename, "safetensors.safe_open")
+        if source is None:
+            return orig(filename, *args, **kwargs)
+        # The handle opens (and maps) the memfd while it is created; our own
+        # descriptor can be closed after that.
+        with source, nested():
+            return orig(source.path, *args, **kwargs)
+
+    return _wrap(orig, body)
+
+
+def safetensors_patches(module: Any) -> list[Patch]:
+    out: list[Patch] = []
+    if getattr(module, "safe_open", None) is not None:
+        out.append((module, "safe_open", safe_open(module.safe_open)))
+    if module.__name__ == "safetensors.torch":
+        out.append((module, "load_file", safetensors_load_file(module.load_file)))
+    return out
+
+
+# ---------------------------------------------------------------- transformers
+
+
+def from_pretrained(orig: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(orig)
+    def wrapper(cls: Any, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
+        guard = active()
+        if guard is not None:
+            directory = _local_directory(pretrained_model_name_or_path, kwargs)
+            if directory is not None and guard.in_scope(directory):
+                try:
+                    guard.verify_directory(directory)
+                except Exception as e:
+                    if guard.policy.mode != "warn":
+                        raise
+                    from modelsign.hooks._common import log  # noqa: PLC0415
+
+                    log.warning("modelsign (warn mode, loading anyway): %s", e)
+        # The files it then loads are verified again, one by one, as they are
+        # read: the directory check does not leave a gap before the loads.
+        return orig(cls, pretrained_model_name_or_path, *args, **kwargs)
+
+    return wrapper
+
+
+def _local_directory(name: Any, kwargs: dict[str, Any]) -> str | None:
+    if not is_path(name):
+        return None
+    path = os.fsdecode(name)
+    if os.path.isdir(path):
+        return path
+    try:  # a Hugging Face repo id already in the local cache
+        from huggingface_hub import snapshot_download  # noqa: PLC0415
+
+        local: str = snapshot_download(
+            path,
+            revision=kwargs.get("revision"),
+            cache_dir=kwargs.get("cache_dir"),
+            local_files_only=True,
+        )
+    except Exception:  # noqa: BLE001 - not cached: per-file checks still apply
+        return None
+    return local
+
+
+def transformers_patches(module: Any) -> list[Patch]:
+    out: list[Patch] = []
+    for name in ("safe_open",):
+        if getattr(module, name, None) is not None:
+            out.append((module, name, safe_open(getattr(module, name))))
+    for name in ("safe_load_file", "load_file"):
+        if getattr(module, name, None) is not None:
+            out.append((module, name, safetensors_load_file(getattr(module, name))))
+    model = getattr(module, "PreTrainedModel", None)
+    if model is not None and "from_pretrained" in vars(model):
+        func = vars(model)["from_pretrained"].__func__
+        out.append((model, "from_pretrained", classmethod(from_pretrained(func))))
+    return out

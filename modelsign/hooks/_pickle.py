@@ -1,0 +1,120 @@
+"""pickle and _pickle: load, Unpickler (files from disk), loads (opt-in, by digest)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Callable
+from typing import Any
+
+from modelsign.guard import Guard, _fileno
+from modelsign.hooks._common import active, checked, nested
+
+Patch = tuple[object, str, Any]
+
+
+def _verified_stream(guard: Guard, file: Any, what: str) -> tuple[Any, bool]:
+    """The stream to unpickle from, and whether it was verified.
+
+    A file from disk is read once and replaced by its verified bytes. An
+    in-memory stream is IPC, not a model: it is checked by digest only when the
+    policy opts in (``pickle_loads``), and passed through otherwise.
+    """
+    fd = _fileno(file)
+    if fd is None:
+        if not guard.policy.pickle_loads:
+            return file, False
+        data = file.read()
+        source = checked(guard, lambda: guard.open_memory(data, what=what))
+        return io.BytesIO(data), source is not None
+    path = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists(f"/proc/self/fd/{fd}") else ""
+    if path and not guard.in_scope(path):
+        return file, False
+    source = checked(guard, lambda: guard.open_file(file, what=what))
+    if source is None:
+        file.seek(0)
+        return file, False
+    with source:
+        return source.fileobj(), True
+
+
+def wrap_load(orig: Callable[..., Any], what: str) -> Callable[..., Any]:
+    def load(file: Any, *args: Any, **kwargs: Any) -> Any:
+        guard = active()
+        if guard is None:
+            return orig(file, *args, **kwargs)
+        stream, _ = _verified_stream(guard, file, what)
+        with nested():
+            result = orig(stream, *args, **kwargs)
+        if stream is not file:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                file.seek(stream.tell())
+        return result
+
+    load.__wrapped__ = orig  # type: ignore[attr-defined]
+    load.__name__ = getattr(orig, "__name__", "load")
+    load.__doc__ = getattr(orig, "__doc__", None)
+    return load
+
+
+def wrap_loads(orig: Callable[..., Any], what: str) -> Callable[..., Any]:
+    def loads(data: Any, /, *args: Any, **kwargs: Any) -> Any:
+        guard = active()
+        if guard is not None and guard.policy.pickle_loads:
+            raw = bytes(data)
+            if checked(guard, lambda: guard.open_memory(raw, what=what)) is not None:
+                data = raw
+        # Unguarded or verified: torch's own tensor unpickling nested in it
+        # (torch.load of a BytesIO) passes.
+        with nested():
+            return orig(data, *args, **kwargs)
+
+    loads.__wrapped__ = orig  # type: ignore[attr-defined]
+    loads.__name__ = getattr(orig, "__name__", "loads")
+    loads.__doc__ = getattr(orig, "__doc__", None)
+    return loads
+
+
+def wrap_unpickler(orig: type, what: str) -> type:
+    class Unpickler(orig):  # type: ignore[misc]
+        def __init__(self, file: Any, *args: Any, **kwargs: Any) -> None:
+            guard = active()
+            self._modelsign_file = file
+            if guard is not None:
+                file, _ = _verified_stream(guard, file, what)
+            self._modelsign_stream = file
+            super().__init__(file, *args, **kwargs)
+
+        def load(self) -> Any:
+            with nested():
+                result = super().load()
+            if self._modelsign_stream is not self._modelsign_file:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    self._modelsign_file.seek(self._modelsign_stream.tell())
+            return result
+
+    Unpickler.__name__ = orig.__name__
+    Unpickler.__qualname__ = orig.__qualname__
+    Unpickler.__module__ = orig.__module__
+    Unpickler.__doc__ = orig.__doc__
+    Unpickler.__wrapped__ = orig
+    return Unpickler
+
+
+def patches(module: Any) -> list[Patch]:
+    """(object, attribute, replacement) for pickle or _pickle."""
+    name = module.__name__
+    out: list[Patch] = []
+    for attr, wrapper in (
+        ("load", wrap_load),
+        ("_load", wrap_load),
+        ("loads", wrap_loads),
+        ("_loads", wrap_loads),
+        ("Unpickler", wrap_unpickler),
+        ("_Unpickler", wrap_unpickler),
+    ):
+        orig = getattr(module, attr, None)
+        if orig is not None:
+            out.append((module, attr, wrapper(orig, f"{name}.{attr}")))
+    return out
