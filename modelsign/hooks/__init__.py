@@ -70,7 +70,11 @@ def _patch_module(module: ModuleType) -> None:
         if name in _patched_modules or current_guard() is None:
             return
         for obj, attr, replacement in _TARGETS[name](module):
-            _originals.append((obj, attr, _raw(obj, attr)))
+            current = _raw(obj, attr)
+            if getattr(current, "__modelsign__", False):
+                continue  # already ours (torch.load is torch.serialization.load)
+            _originals.append((obj, attr, current))
+            replacement.__modelsign__ = True
             setattr(obj, attr, replacement)
         _patched_modules.add(name)
 
