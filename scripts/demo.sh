@@ -40,7 +40,15 @@ printf '[trust]\nkeys = ["keys/demo.pub"]\n' > "$work/policy.toml"
 run cat "$work/policy.toml"
 run $MS verify "$work/model" --policy "$work/policy.toml"
 
-step "7. Tamper with a copy: flip one byte inside model.pt's tensor data"
+step "7. Load it through the loader hook: torch.load verifies before it unpickles"
+cat > "$work/serve.py" <<'PYEOF'
+import sys, torch
+state = torch.load(sys.argv[1], weights_only=False)
+print("loaded", ", ".join(f"{k}{tuple(v.shape)}" for k, v in state.items()))
+PYEOF
+run .venv/bin/modelsign run --policy "$work/policy.toml" -- $PY "$work/serve.py" "$work/model/model.pt"
+
+step "8. Tamper with a copy: flip one byte inside model.pt's tensor data"
 cp -r "$work/model" "$work/tampered"
 $PY - "$work/tampered/model.pt" <<'PYEOF'
 import sys
@@ -61,7 +69,22 @@ if [ "$code" -ne 1 ]; then
 fi
 echo "refused as expected (exit code $code): the tampered model is not trusted"
 
-step "8. A different key is not trusted"
+step "9. The hook refuses to unpickle the tampered copy (MODELSIGN_POLICY activates it)"
+set +e
+MODELSIGN_POLICY="$work/policy.toml" $PY - "$work/tampered/model.pt" <<'PYEOF'
+import pickle, sys, torch
+try:
+    torch.load(sys.argv[1], weights_only=False)
+except pickle.UnpicklingError as e:  # modelsign's refusals are UnpicklingErrors too
+    print(f"{type(e).__name__}: {e}")
+    sys.exit(1)
+PYEOF
+code=$?
+set -e
+[ "$code" -eq 1 ] || { echo "demo FAILED: the hook loaded a tampered file (exit $code)" >&2; exit 1; }
+echo "refused as expected: nothing was unpickled"
+
+step "10. A different key is not trusted"
 run $MS keygen --output "$work/keys/other" --no-passphrase >/dev/null
 set +e
 run $MS verify "$work/model" --key "$work/keys/other.pub"
