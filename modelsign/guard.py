@@ -24,6 +24,7 @@ import io
 import os
 import stat
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -51,6 +52,7 @@ __all__ = ["MEMFD_THRESHOLD", "Guard", "LoadSource"]
 MEMFD_THRESHOLD = 32 * 1024 * 1024
 _MAX_ANCESTORS = 64
 _HAS_MEMFD = sys.platform == "linux" and hasattr(os, "memfd_create")
+_PIPE_CHUNK = 8 * 1024 * 1024
 
 
 class LoadSource:
@@ -201,12 +203,7 @@ class Guard:
         """Copy the open regular file ``fd`` (from offset 0) into memory or a
         sealed memfd, then hash exactly the captured bytes."""
         if memfd and _HAS_MEMFD:
-            out = _memfd_copy(fd, what)
-            try:
-                digests = _hash_fd(out, hash_types)
-            except BaseException:
-                os.close(out)
-                raise
+            out, digests = _memfd_capture(fd, hash_types)
             return digests, LoadSource(fd=out, size=os.fstat(out).st_size)
         chunks = []
         offset = 0
@@ -407,21 +404,44 @@ def _fd_path(fd: int) -> str | None:
     return target if target.startswith("/") else None
 
 
-def _memfd_copy(src: int, what: str) -> int:
-    """A sealed memfd holding the bytes of ``src`` from offset 0."""
+def _memfd_capture(src: int, hash_types: set[str]) -> tuple[int, dict[str, str]]:
+    """Copy ``src`` (from offset 0) into a new memfd, hashing exactly the bytes
+    written, then seal it against any change.
+
+    Reading and writing run on this thread while a second one hashes the chunk
+    just read, so the cost is about that of hashing alone. Each buffer is
+    reused only after its hash update is done; the single hashing thread keeps
+    the chunks in order.
+    """
     import fcntl  # noqa: PLC0415 - Linux only
 
     out = os.memfd_create("modelsign-verified", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    hashers = [new_hasher(t)() for t in sorted(hash_types)]
+    buffers = [bytearray(_PIPE_CHUNK), bytearray(_PIPE_CHUNK)]
+    pending: list[Future[None] | None] = [None, None]
+
+    def update(chunk: memoryview) -> None:
+        for h in hashers:
+            h.update(chunk)
+
     try:
-        offset = 0
-        while True:
-            try:
-                n = os.sendfile(out, src, offset, 1 << 30)
-            except OSError:
-                n = _copy_chunk(src, out, offset)
-            if n == 0:
-                break
-            offset += n
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelsign-hash") as pool:
+            offset, k = 0, 0
+            while True:
+                if (job := pending[k]) is not None:
+                    job.result()  # buffer k is hashed: it may be refilled
+                n = os.preadv(src, [buffers[k]], offset)
+                if n == 0:
+                    break
+                chunk = memoryview(buffers[k])[:n]
+                pending[k] = pool.submit(update, chunk)
+                while chunk:
+                    chunk = chunk[os.write(out, chunk) :]
+                offset += n
+                k ^= 1
+            for job in pending:
+                if job is not None:
+                    job.result()
         fcntl.fcntl(
             out,
             fcntl.F_ADD_SEALS,
@@ -431,30 +451,7 @@ def _memfd_copy(src: int, what: str) -> int:
     except BaseException:
         os.close(out)
         raise
-    return out
-
-
-def _copy_chunk(src: int, out: int, offset: int) -> int:
-    chunk = os.pread(src, CHUNK_SIZE, offset)
-    view = memoryview(chunk)
-    while view:
-        view = view[os.write(out, view) :]
-    return len(chunk)
-
-
-def _hash_fd(fd: int, hash_types: set[str]) -> dict[str, str]:
-    hashers = {t: new_hasher(t)() for t in hash_types}
-    buf = bytearray(CHUNK_SIZE)
-    view = memoryview(buf)
-    offset = 0
-    while True:
-        n = os.preadv(fd, [buf], offset)
-        if n == 0:
-            break
-        for h in hashers.values():
-            h.update(view[:n])
-        offset += n
-    return {t: h.hexdigest() for t, h in hashers.items()}
+    return out, {t: h.hexdigest() for t, h in zip(sorted(hash_types), hashers, strict=True)}
 
 
 def _hash_bytes(data: bytes, hash_types: set[str]) -> dict[str, str]:
