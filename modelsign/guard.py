@@ -35,8 +35,10 @@ from modelsign.errors import (
     FileDigestMismatchError,
     LoadRefusedError,
     MissingSignatureError,
+    ModelMismatchError,
     UnsafeArchiveError,
     UnsafeLoadError,
+    UnsafeModelError,
     UnsignedFileError,
     UntrustedBundleError,
     VerificationError,
@@ -258,6 +260,14 @@ class Guard:
         """Verify an open file object. It must be at position 0; its ``name``
         is not trusted: on Linux the file's path comes from ``/proc/self/fd``,
         and in every case the bytes read through it are what is checked."""
+        fd = _fileno(f)
+        if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
+            fd = None  # a pipe or socket: its bytes are checked like memory
+        if fd is None and not callable(getattr(f, "seekable", None)):
+            data = f.read()
+            if not isinstance(data, bytes):
+                raise self._refuse(UnsafeLoadError, repr(f), "the file object does not read bytes")
+            return self.open_memory(data, what=f"{what} of {f!r}")
         try:
             position = f.tell()
         except (OSError, ValueError, AttributeError) as e:
@@ -268,7 +278,6 @@ class Guard:
             raise self._refuse(
                 UnsafeLoadError, repr(f), f"the file object is at position {position}, not 0"
             )
-        fd = _fileno(f)
         if fd is None:
             data = f.read()
             if not isinstance(data, bytes):
@@ -300,9 +309,7 @@ class Guard:
             return verify(path, policy=self.policy, hf_cache=True)
         except VerificationError as e:
             raise self._refuse(
-                UntrustedBundleError if not isinstance(e, LoadRefusedError) else type(e),
-                os.fspath(path),
-                f"the model directory does not verify: {e}",
+                _refusal_class(e), os.fspath(path), f"the model directory does not verify: {e}"
             ) from e
 
     # ------------------------------------------------------------------ core
@@ -384,6 +391,16 @@ class Guard:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _refusal_class(error: VerificationError) -> type[LoadRefusedError]:
+    """The load-refusal class for a directory verification failure."""
+    if isinstance(error, ModelMismatchError):
+        kinds = {m.kind for m in error.mismatches}
+        return UnsignedFileError if kinds == {"extra"} else FileDigestMismatchError
+    if isinstance(error, (UnsafeArchiveError, UnsafeModelError)):
+        return UnsafeLoadError
+    return UntrustedBundleError
 
 
 def _fileno(f: Any) -> int | None:

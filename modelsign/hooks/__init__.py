@@ -72,7 +72,12 @@ def _patch_module(module: ModuleType) -> None:
         for obj, attr, replacement in _TARGETS[name](module):
             current = _raw(obj, attr)
             if getattr(current, "__modelsign__", False):
-                continue  # already ours (torch.load is torch.serialization.load)
+                # Bound from a module patched earlier (torch.load is
+                # torch.serialization.load; safetensors.torch.safe_open is
+                # safetensors.safe_open): keep the one wrapper, but restore
+                # this name too on uninstall.
+                _originals.append((obj, attr, current.__wrapped__))
+                continue
             _originals.append((obj, attr, current))
             replacement.__modelsign__ = True
             setattr(obj, attr, replacement)

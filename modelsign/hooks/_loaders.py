@@ -8,14 +8,16 @@ failed load is never retried another way.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
 from collections.abc import Callable
 from typing import Any
 
-from modelsign.errors import UnsafeLoadError
+from modelsign.errors import LoadRefusedError, UnsafeLoadError
 from modelsign.guard import Guard, LoadSource
-from modelsign.hooks._common import active, checked, is_path, nested
+from modelsign.hashing import new_hasher
+from modelsign.hooks._common import active, checked, is_path, log, nested
 
 Patch = tuple[object, str, Any]
 
@@ -178,30 +180,70 @@ def from_pretrained(orig: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(orig)
     def wrapper(cls: Any, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
         guard = active()
+        digests: tuple[str, frozenset[str]] | None = None
         if guard is not None:
             directory = _local_directory(pretrained_model_name_or_path, kwargs)
             if directory is not None and guard.in_scope(directory):
                 try:
-                    guard.verify_directory(directory)
-                except Exception as e:
+                    verified = guard.verify_directory(directory)
+                    digests = (verified.hash_type, frozenset(verified.manifest.digests().values()))
+                except LoadRefusedError as e:
                     if guard.policy.mode != "warn":
                         raise
-                    from modelsign.hooks._common import log  # noqa: PLC0415
-
                     log.warning("modelsign (warn mode, loading anyway): %s", e)
         # The files it then loads are verified again, one by one, as they are
-        # read: the directory check does not leave a gap before the loads.
-        return orig(cls, pretrained_model_name_or_path, *args, **kwargs)
+        # read; bytes it reads itself (disable_mmap) must be among the digests
+        # just verified. The directory check leaves no gap before the loads.
+        token = _directory_digests.set(digests)
+        try:
+            return orig(cls, pretrained_model_name_or_path, *args, **kwargs)
+        finally:
+            _directory_digests.reset(token)
 
     return wrapper
+
+
+#: (hash type, digests) of the directory a from_pretrained call verified, for
+#: the bytes transformers reads without a hooked loader.
+_directory_digests: contextvars.ContextVar[tuple[str, frozenset[str]] | None] = (
+    contextvars.ContextVar("modelsign_directory_digests", default=None)
+)
+
+
+def _in_verified_directory(data: bytes) -> bool:
+    verified = _directory_digests.get()
+    if verified is None:
+        return False
+    hash_type, digests = verified
+    h = new_hasher(hash_type)()
+    h.update(data)
+    return h.hexdigest() in digests
+
+
+def safe_load_bytes(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """``safetensors.torch.load(bytes)`` as transformers calls it on bytes it
+    read itself: the bytes must be a file of the verified directory (or listed
+    in the policy's explicit bundles)."""
+
+    def body(guard: Guard, data: bytes, *args: Any, **kwargs: Any) -> Any:
+        if (
+            not _in_verified_directory(data)
+            and checked(guard, lambda: guard.open_memory(data, what="safetensors bytes")) is None
+        ):
+            return orig(data, *args, **kwargs)  # refused in warn mode: load as unhooked
+        with nested():
+            return orig(data, *args, **kwargs)
+
+    return _wrap(orig, body)
 
 
 def _local_directory(name: Any, kwargs: dict[str, Any]) -> str | None:
     if not is_path(name):
         return None
     path = os.fsdecode(name)
+    subfolder = kwargs.get("subfolder") or ""
     if os.path.isdir(path):
-        return path
+        return os.path.join(path, subfolder) if subfolder else path
     try:  # a Hugging Face repo id already in the local cache
         from huggingface_hub import snapshot_download  # noqa: PLC0415
 
@@ -213,7 +255,7 @@ def _local_directory(name: Any, kwargs: dict[str, Any]) -> str | None:
         )
     except Exception:  # noqa: BLE001 - not cached: per-file checks still apply
         return None
-    return local
+    return os.path.join(local, subfolder) if subfolder else local
 
 
 def transformers_patches(module: Any) -> list[Patch]:
@@ -224,6 +266,8 @@ def transformers_patches(module: Any) -> list[Patch]:
     for name in ("safe_load_file", "load_file"):
         if getattr(module, name, None) is not None:
             out.append((module, name, safetensors_load_file(getattr(module, name))))
+    if getattr(module, "_safe_load_bytes", None) is not None:
+        out.append((module, "_safe_load_bytes", safe_load_bytes(module._safe_load_bytes)))
     model = getattr(module, "PreTrainedModel", None)
     if model is not None and "from_pretrained" in vars(model):
         func = vars(model)["from_pretrained"].__func__

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 from collections.abc import Callable
 from typing import Any
 
-from modelsign.guard import Guard, _fileno
+from modelsign.guard import Guard, _fd_path, _fileno
 from modelsign.hooks._common import active, checked, nested
 
 Patch = tuple[object, str, Any]
@@ -18,17 +19,18 @@ def _verified_stream(guard: Guard, file: Any, what: str) -> tuple[Any, bool]:
     """The stream to unpickle from, and whether it was verified.
 
     A file from disk is read once and replaced by its verified bytes. An
-    in-memory stream is IPC, not a model: it is checked by digest only when the
+    in-memory stream, a pipe or a socket is IPC (multiprocessing's spawn
+    start-up unpickles from a pipe), not a model: it is checked by digest only when the
     policy opts in (``pickle_loads``), and passed through otherwise.
     """
     fd = _fileno(file)
-    if fd is None:
+    if fd is None or not stat.S_ISREG(os.fstat(fd).st_mode):  # memory, pipe, socket
         if not guard.policy.pickle_loads:
             return file, False
         data = file.read()
         source = checked(guard, lambda: guard.open_memory(data, what=what))
         return io.BytesIO(data), source is not None
-    path = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists(f"/proc/self/fd/{fd}") else ""
+    path = _fd_path(fd)
     if path and not guard.in_scope(path):
         return file, False
     source = checked(guard, lambda: guard.open_file(file, what=what))
