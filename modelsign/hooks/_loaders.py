@@ -77,42 +77,34 @@ def torch_patches(module: Any) -> list[Patch]:
     return [(module, "load", torch_load(module.load))]
 
 
-# ---------------------------------------------------------------------- numpy
+# --------------------------------------------------------------- numpy, joblib
 
 
-def numpy_load(orig: Callable[..., Any]) -> Callable[..., Any]:
-    def body(guard: Guard, file: Any, *args: Any, **kwargs: Any) -> Any:
-        mmap_mode = kwargs.get("mmap_mode", args[0] if args else None)
-        source = _source(guard, file, memfd=mmap_mode is not None, what="numpy.load")
-        if source is None:
-            return orig(file, *args, **kwargs)
-        with source, nested():
-            if source.fd is not None:
-                return orig(source.path, *args, **kwargs)
-            return orig(source.fileobj(), *args, **kwargs)
+def mmap_mode_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """For loaders called as ``load(file, mmap_mode=None, ...)``: numpy.load,
+    joblib.load. A memory-mapped load reads the sealed memfd by path."""
 
-    return _wrap(orig, body)
+    def make(orig: Callable[..., Any]) -> Callable[..., Any]:
+        def body(guard: Guard, file: Any, *args: Any, **kwargs: Any) -> Any:
+            mmap_mode = kwargs.get("mmap_mode", args[0] if args else None)
+            source = _source(guard, file, memfd=mmap_mode is not None, what=what)
+            if source is None:
+                return orig(file, *args, **kwargs)
+            with source, nested():
+                target = source.path if source.fd is not None else source.fileobj()
+                return orig(target, *args, **kwargs)
+
+        return _wrap(orig, body)
+
+    return make
+
+
+numpy_load = mmap_mode_loader("numpy.load")
+joblib_load = mmap_mode_loader("joblib.load")
 
 
 def numpy_patches(module: Any) -> list[Patch]:
     return [(module, "load", numpy_load(module.load))]
-
-
-# ---------------------------------------------------------------------- joblib
-
-
-def joblib_load(orig: Callable[..., Any]) -> Callable[..., Any]:
-    def body(guard: Guard, filename: Any, *args: Any, **kwargs: Any) -> Any:
-        mmap_mode = kwargs.get("mmap_mode", args[0] if args else None)
-        source = _source(guard, filename, memfd=mmap_mode is not None, what="joblib.load")
-        if source is None:
-            return orig(filename, *args, **kwargs)
-        with source, nested():
-            if source.fd is not None:
-                return orig(source.path, *args, **kwargs)
-            return orig(source.fileobj(), *args, **kwargs)
-
-    return _wrap(orig, body)
 
 
 def joblib_patches(module: Any) -> list[Patch]:
