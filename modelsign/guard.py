@@ -260,25 +260,17 @@ class Guard:
         """Verify an open file object. It must be at position 0; its ``name``
         is not trusted: on Linux the file's path comes from ``/proc/self/fd``,
         and in every case the bytes read through it are what is checked."""
-        fd = _fileno(f)
-        if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
-            fd = None  # a pipe or socket: its bytes are checked like memory
-        if fd is None and not callable(getattr(f, "seekable", None)):
-            data = f.read()
-            if not isinstance(data, bytes):
-                raise self._refuse(UnsafeLoadError, repr(f), "the file object does not read bytes")
-            return self.open_memory(data, what=f"{what} of {f!r}")
-        try:
+        seekable = getattr(f, "seekable", None)
+        if callable(seekable) and seekable():
             position = f.tell()
-        except (OSError, ValueError, AttributeError) as e:
-            raise self._refuse(
-                UnsafeLoadError, repr(f), "the file object cannot tell its position"
-            ) from e
-        if position != 0:
-            raise self._refuse(
-                UnsafeLoadError, repr(f), f"the file object is at position {position}, not 0"
-            )
-        if fd is None:
+            if position != 0:
+                raise self._refuse(
+                    UnsafeLoadError, repr(f), f"the file object is at position {position}, not 0"
+                )
+        fd = _fileno(f)
+        if fd is None or not stat.S_ISREG(os.fstat(fd).st_mode):
+            # Memory, a pipe, a socket: no file on disk to find a bundle for,
+            # so its bytes are checked like memory.
             data = f.read()
             if not isinstance(data, bytes):
                 raise self._refuse(UnsafeLoadError, repr(f), "the file object does not read bytes")
