@@ -54,7 +54,7 @@ __all__ = ["MEMFD_THRESHOLD", "Guard", "LoadSource"]
 MEMFD_THRESHOLD = 32 * 1024 * 1024
 _MAX_ANCESTORS = 64
 _HAS_MEMFD = sys.platform == "linux" and hasattr(os, "memfd_create")
-_PIPE_CHUNK = 8 * 1024 * 1024
+_PIPE_CHUNK = 2 * 1024 * 1024
 
 
 class LoadSource:
