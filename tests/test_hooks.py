@@ -681,3 +681,18 @@ def test_scope_limits_what_is_guarded(tmp_path: Path, keypair: tuple[Path, Path]
         assert same(torch.load(outside), STATE)
         with pytest.raises(UnsignedFileError):
             torch.load(inside)
+
+
+def test_pickle_from_a_pipe_is_ipc_and_never_blocks(
+    tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    """multiprocessing unpickles from pipes; checking would mean reading to EOF."""
+    opt_in = Policy((modelsign.load_public_key(keypair[1]),), source="opt-in", pickle_loads=True)
+    r, w = os.pipe()
+    os.write(w, pickle.dumps({"a": 1}) + pickle.dumps({"b": 2}))  # writer stays open
+    try:
+        with hooks.enforce(opt_in), os.fdopen(r, "rb") as f:
+            assert pickle.load(f) == {"a": 1}
+            assert pickle.load(f) == {"b": 2}
+    finally:
+        os.close(w)

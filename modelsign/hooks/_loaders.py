@@ -8,6 +8,7 @@ failed load is never retried another way.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import os
@@ -31,8 +32,9 @@ def _source(guard: Guard, f: Any, *, memfd: bool, what: str) -> LoadSource | Non
             return None
         return checked(guard, lambda: guard.open_path(path, memfd=memfd, what=what))
     source = checked(guard, lambda: guard.open_file(f, memfd=memfd, what=what))
-    if source is None:
-        f.seek(0)
+    if source is None:  # warn mode: give the loader the stream as it was
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            f.seek(0)
     return source
 
 
@@ -71,9 +73,9 @@ def torch_load(orig: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def torch_patches(module: Any) -> list[Patch]:
-    if module.__name__ == "torch.serialization":
-        return [(module, "load", torch_load(module.load))]
-    # torch itself: torch.load was bound from torch.serialization.load
+    # For torch and torch.serialization alike. torch.load is bound from
+    # torch.serialization.load, so the second patch usually finds our wrapper
+    # already in place and only records the name for uninstall().
     return [(module, "load", torch_load(module.load))]
 
 

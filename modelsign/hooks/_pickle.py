@@ -15,30 +15,33 @@ from modelsign.hooks._common import active, checked, nested
 Patch = tuple[object, str, Any]
 
 
-def _verified_stream(guard: Guard, file: Any, what: str) -> tuple[Any, bool]:
-    """The stream to unpickle from, and whether it was verified.
+def _verified_stream(guard: Guard, file: Any, what: str) -> Any:
+    """The stream to unpickle from.
 
-    A file from disk is read once and replaced by its verified bytes. An
-    in-memory stream, a pipe or a socket is IPC (multiprocessing's spawn
-    start-up unpickles from a pipe), not a model: it is checked by digest only when the
-    policy opts in (``pickle_loads``), and passed through otherwise.
+    A file from disk is read once and replaced by its verified bytes. A pipe or
+    a socket is IPC (multiprocessing's spawn start-up unpickles from a pipe),
+    not a model, and passes; reading it to the end to check it would block. An
+    in-memory stream is checked by digest only when the policy opts in
+    (``pickle_loads``), like ``pickle.loads``.
     """
     fd = _fileno(file)
-    if fd is None or not stat.S_ISREG(os.fstat(fd).st_mode):  # memory, pipe, socket
+    if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
+        return file
+    if fd is None:
         if not guard.policy.pickle_loads:
-            return file, False
+            return file
         data = file.read()
-        source = checked(guard, lambda: guard.open_memory(data, what=what))
-        return io.BytesIO(data), source is not None
+        checked(guard, lambda: guard.open_memory(data, what=what))
+        return io.BytesIO(data)
     path = _fd_path(fd)
     if path and not guard.in_scope(path):
-        return file, False
+        return file
     source = checked(guard, lambda: guard.open_file(file, what=what))
-    if source is None:
+    if source is None:  # warn mode: unpickle the stream as it was
         file.seek(0)
-        return file, False
+        return file
     with source:
-        return source.fileobj(), True
+        return source.fileobj()
 
 
 def wrap_load(orig: Callable[..., Any], what: str) -> Callable[..., Any]:
@@ -46,7 +49,7 @@ def wrap_load(orig: Callable[..., Any], what: str) -> Callable[..., Any]:
         guard = active()
         if guard is None:
             return orig(file, *args, **kwargs)
-        stream, _ = _verified_stream(guard, file, what)
+        stream = _verified_stream(guard, file, what)
         with nested():
             result = orig(stream, *args, **kwargs)
         if stream is not file:
@@ -84,7 +87,7 @@ def wrap_unpickler(orig: type, what: str) -> type:
             guard = active()
             self._modelsign_file = file
             if guard is not None:
-                file, _ = _verified_stream(guard, file, what)
+                file = _verified_stream(guard, file, what)
             self._modelsign_stream = file
             super().__init__(file, *args, **kwargs)
 
