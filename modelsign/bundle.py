@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelsign import _json
@@ -199,6 +199,8 @@ class Bundle:
     material: Material
     envelope: Envelope
     media_type: str = MEDIA_TYPE
+    #: The bytes it was parsed from (Sigstore bundles are verified from them).
+    raw: bytes = field(default=b"", compare=False, repr=False)
 
     @property
     def method(self) -> str:
@@ -216,6 +218,8 @@ class Bundle:
         }
 
     def to_bytes(self) -> bytes:
+        if isinstance(self.material, SigstoreMaterial) and self.raw:
+            return self.raw  # written by sigstore-python: kept byte for byte
         return (json.dumps(self.to_json(), indent=2) + "\n").encode("utf-8")
 
     @classmethod
@@ -226,7 +230,7 @@ class Bundle:
         limit = _json.DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
         obj = _json.loads(data, source, max_bytes=limit)
         try:
-            return cls.from_json(obj)
+            return replace(cls.from_json(obj), raw=data)
         except MalformedBundleError as e:
             raise MalformedBundleError(f"{source}: {e}") from e
 

@@ -158,7 +158,9 @@ def keygen(
 @app.command()
 def sign(
     model: Annotated[Path, typer.Argument(help="A model directory or a single model file.")],
-    key: Annotated[Path, typer.Option(help="Private key (PEM).")],
+    key: Annotated[
+        Path | None, typer.Option(help="Private key (PEM); with --certificate, the leaf's key.")
+    ] = None,
     signature: Annotated[
         Path | None, typer.Option(help="Bundle path [default: MODEL/model.sig or MODEL.sig].")
     ] = None,
@@ -169,12 +171,46 @@ def sign(
     passphrase_file: Annotated[
         Path | None, typer.Option(help="Passphrase of an encrypted key [or MODELSIGN_PASSPHRASE].")
     ] = None,
+    certificate: Annotated[
+        Path | None, typer.Option(help="Leaf certificate (PEM) of --key: certificate method.")
+    ] = None,
+    certificate_chain: Annotated[
+        list[Path] | None,
+        typer.Option(help="Intermediate certificates (PEM), leaf's issuer first (repeatable)."),
+    ] = None,
+    use_sigstore: Annotated[
+        bool, typer.Option("--sigstore", help="Sign keylessly with Sigstore.")
+    ] = False,
+    identity_token: Annotated[
+        str | None, typer.Option(help="OIDC identity token for --sigstore.")
+    ] = None,
+    identity_token_file: Annotated[
+        Path | None, typer.Option(help="File holding the OIDC identity token.")
+    ] = None,
+    oauth: Annotated[
+        bool, typer.Option("--oauth", help="Get the identity token in a browser.")
+    ] = False,
+    staging: Annotated[bool, typer.Option("--staging", help="Use Sigstore's staging.")] = False,
+    trust_config: Annotated[
+        Path | None, typer.Option(help="ClientTrustConfig JSON of a private Sigstore.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Sign a model: hash every file and write an OMS v1.0 bundle."""
+    """Sign a model: hash every file and write an OMS v1.0 bundle.
+
+    With --key: key method. With --key and --certificate [--certificate-chain]:
+    certificate method. With --sigstore: keyless (identity token from
+    --identity-token[-file], the CI environment, or --oauth).
+    """
+    from modelsign.signing import SigstoreSigning  # noqa: PLC0415
     from modelsign.signing import sign as do_sign  # noqa: PLC0415
 
     with _errors():
+        keyless = (
+            SigstoreSigning(identity_token, identity_token_file, oauth, staging, trust_config)
+            if use_sigstore
+            else None
+        )
         with _progress(_model_bytes(model), "signing", quiet) as progress:
             result = do_sign(
                 model,
@@ -184,12 +220,18 @@ def sign(
                 ignore_paths=ignore_path or (),
                 passphrase=_read_passphrase(passphrase_file),
                 progress=progress,
+                certificate=certificate,
+                certificate_chain=certificate_chain or (),
+                sigstore=keyless,
             )
         count = len(result.manifest.resources)
         typer.echo(
             f"signed {model} ({count} file{'s' if count != 1 else ''}) -> {result.signature}"
         )
-        typer.echo(f"key id: {result.key_id} ({result.algorithm})")
+        if result.method == "sigstore":
+            typer.echo(f"signer: Sigstore identity {result.identity}")
+        else:
+            typer.echo(f"{result.method} method, key id: {result.key_id} ({result.algorithm})")
         typer.echo(f"root digest: sha256:{result.manifest.root_digest}")
 
 
@@ -200,6 +242,22 @@ def verify(
         list[Path] | None, typer.Option(help="A trusted public key (repeatable).")
     ] = None,
     policy: Annotated[Path | None, typer.Option(help="A TOML trust policy.")] = None,
+    identity: Annotated[
+        str | None, typer.Option(help="Signer identity (Sigstore SAN, or certificate SAN/subject).")
+    ] = None,
+    issuer: Annotated[str | None, typer.Option(help="OIDC issuer of a Sigstore identity.")] = None,
+    staging: Annotated[
+        bool, typer.Option("--staging", help="Trust Sigstore's staging root, not production.")
+    ] = False,
+    trust_root: Annotated[
+        Path | None, typer.Option(help="Trusted root JSON of a private Sigstore instance.")
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Accepted; verification never uses the network.")
+    ] = False,
+    ca: Annotated[
+        Path | None, typer.Option(help="Trusted root CA (PEM) for the certificate method.")
+    ] = None,
     signature: Annotated[
         Path | None, typer.Option(help="Bundle path [default: MODEL/model.sig or MODEL.sig].")
     ] = None,
@@ -209,15 +267,39 @@ def verify(
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Verify a model against its signature and trusted keys.
+    """Verify a model against its signature and what you trust.
 
-    Exit 0: verified. 1: rejected (every problem is listed). 2: usage error.
+    Trust: --key PUB (repeatable); --identity ID --issuer URL for Sigstore
+    [--staging | --trust-root FILE]; --ca ROOT.pem --identity ID for X.509
+    chains; or --policy. Exit 0: verified. 1: rejected (every problem is
+    listed). 2: usage error.
     """
+    from modelsign.policy import CertificateTrust, SigstoreTrust  # noqa: PLC0415
     from modelsign.verifying import verify as do_verify  # noqa: PLC0415
 
     with _errors(json_output):
-        if not key and policy is None:
-            raise UsageError("give at least one --key or a --policy: trust is never implicit")
+        sigstore_trust: list[SigstoreTrust] = []
+        certificate_trust: list[CertificateTrust] = []
+        if ca is not None:
+            if not identity:
+                raise UsageError("--ca needs --identity: modelsign pins the signer's identity")
+            if issuer:
+                raise UsageError("--issuer is for Sigstore identities, not with --ca")
+            certificate_trust.append(CertificateTrust(ca, identity))
+        elif identity or issuer:
+            if not identity or not issuer:
+                raise UsageError(
+                    "a Sigstore identity needs both --identity and --issuer "
+                    "(an empty issuer would accept any issuer)"
+                )
+            instance = "staging" if staging else "production"
+            sigstore_trust.append(SigstoreTrust(identity, issuer, instance, trust_root))
+        if not key and policy is None and not sigstore_trust and not certificate_trust:
+            raise UsageError(
+                "give --key, --identity/--issuer, --ca/--identity or --policy: "
+                "trust is never implicit"
+            )
+        del offline  # verification never uses the network
         with _progress(_model_bytes(model), "verifying", quiet or json_output) as progress:
             result = do_verify(
                 model,
@@ -226,7 +308,10 @@ def verify(
                 signature=signature,
                 ignore_paths=ignore_path or (),
                 progress=progress,
+                sigstore=sigstore_trust,
+                certificates=certificate_trust,
             )
+        signer = result.signer
         if json_output:
             typer.echo(
                 json.dumps(
@@ -235,9 +320,12 @@ def verify(
                         "model": str(result.model),
                         "signature": str(result.signature),
                         "model_name": result.model_name,
-                        "method": result.method,
-                        "key_id": result.key_id,
-                        "algorithm": result.algorithm,
+                        "method": signer.method,
+                        "key_id": signer.key_id,
+                        "algorithm": signer.algorithm,
+                        "identity": signer.identity,
+                        "issuer": signer.issuer,
+                        "trust_root": signer.trust_root,
                         "hash_type": result.hash_type,
                         "root_digest": result.root_digest,
                         "files": list(result.files),
@@ -249,7 +337,7 @@ def verify(
         count = len(result.files)
         files = "1 file matches" if count == 1 else f"{count} files match"
         typer.echo(f"verified {model}: {files} the signature")
-        typer.echo(f"signer: key {result.key_id} ({result.algorithm})")
+        typer.echo(f"signer: {signer.describe()}")
         typer.echo(f"root digest: sha256:{result.root_digest}")
 
 
@@ -269,8 +357,16 @@ def inspect(
         typer.echo(f"bundle:      {info['signature']}  (UNVERIFIED: shows claims only)")
         signer = info["signer"]
         typer.echo(f"method:      {signer['method']}")
-        if "key_id" in signer:
-            typer.echo(f"key id:      {signer['key_id']}")
+        for label, field in (
+            ("key id", "key_id"),
+            ("identity", "identity"),
+            ("issuer", "issuer"),
+            ("log index", "log_index"),
+            ("integrated", "integrated_time"),
+            ("chain", "chain"),
+        ):
+            if signer.get(field) is not None:
+                typer.echo(f"{label + ':':<12} {signer[field]}")
         typer.echo(f"model name:  {info['model_name']}")
         typer.echo(f"root digest: sha256:{info['root_digest']}")
         typer.echo(f"hash type:   {info['hash_type']} ({info['method']})")
@@ -372,4 +468,8 @@ def status(
 
 def main() -> None:
     """Console entry point."""
+    import signal  # noqa: PLC0415
+
+    if hasattr(signal, "SIGPIPE"):  # `modelsign inspect ... | head` ends quietly
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     app()

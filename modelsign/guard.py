@@ -129,7 +129,7 @@ class Guard:
     # ------------------------------------------------------------------ bundles
 
     def _bundle(self, signature: Path) -> Manifest:
-        manifest, _ = check_bundle(read_bundle(signature), self.policy.keys, source=str(signature))
+        manifest, _ = check_bundle(read_bundle(signature), self.policy, source=str(signature))
         return manifest
 
     def _explicit(self) -> tuple[list[_Vouch], list[tuple[Path, VerificationError]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 from pathlib import Path
@@ -33,7 +34,28 @@ def inspect_bundle(signature: str | os.PathLike[str]) -> dict[str, Any]:
         )
         signer["key_id_source"] = "hint" if material.hint is not None else "rawBytes"
     elif isinstance(material, CertificateMaterial):
-        signer["certificates"] = len(material.chain)
+        from modelsign._backends import certificate as x509  # noqa: PLC0415
+
+        chain = [x509.load_der(c) for c in material.chain]
+        who = x509.identity_of(chain[0])
+        signer["identity"] = who.primary
+        signer["identities"] = list(who.names)
+        signer["chain"] = [c.subject.rfc4514_string() for c in chain]
+    else:
+        from modelsign._backends import certificate as x509  # noqa: PLC0415
+        from modelsign._backends import sigstore  # noqa: PLC0415
+
+        who = x509.identity_of(x509.load_der(material.certificate))
+        signer["identity"] = who.primary
+        signer["issuer"] = who.issuer
+        entry = sigstore.log_entry(bundle.raw, str(path))
+        signer["log_index"] = entry["log_index"]
+        integrated = entry["integrated_time"]
+        signer["integrated_time"] = (
+            datetime.datetime.fromtimestamp(integrated, datetime.timezone.utc).isoformat()
+            if isinstance(integrated, int)
+            else None
+        )
     return {
         "verified": False,
         "signature": str(path),

@@ -4,6 +4,13 @@ Every key is optional except a trust anchor; unknown keys are refused::
 
     [trust]
     keys = ["release.pub", "/etc/modelsign/ci.pub"]  # relative to this file
+    [[trust.sigstore]]                    # Sigstore keyless signers
+    identity = "https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main"
+    issuer = "https://token.actions.githubusercontent.com"
+    instance = "production"               # or "staging"; or trust_root = "root.json"
+    [[trust.certificate]]                 # X.509 chains to a private CA
+    ca = "corp-root.pem"
+    identity = "ml-release@corp.example"  # pinned: SAN value or subject
     bundles = ["/srv/bundles/bert.sig"]   # extra bundles: their digests are trusted
                                           # for any file or in-memory buffer
 
@@ -42,7 +49,9 @@ MAX_POLICY_BYTES = 1024 * 1024
 # Every key a policy may hold, by table; anything else is a typo or a feature
 # this version does not have, and both must be refused rather than ignored.
 _SCHEMA: Mapping[str, frozenset[str]] = {
-    "trust": frozenset({"keys", "bundles"}),
+    "trust": frozenset({"keys", "bundles", "sigstore", "certificate"}),
+    "trust.sigstore": frozenset({"identity", "issuer", "instance", "trust_root"}),
+    "trust.certificate": frozenset({"ca", "identity"}),
     "enforce": frozenset({"mode", "scope", "discover", "pickle_loads"}),
 }
 MODES = ("enforce", "warn")
@@ -56,6 +65,53 @@ def _check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str, so
 
 
 @dataclass(frozen=True)
+class SigstoreTrust:
+    """A Sigstore signer: both identity and issuer are required (an empty
+    issuer would silently accept any issuer in sigstore-python)."""
+
+    identity: str
+    issuer: str
+    instance: str = "production"
+    trust_root: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.identity or not self.issuer:
+            raise ConfigError("a Sigstore identity needs both an identity and an issuer")
+        if self.trust_root is None and self.instance not in ("production", "staging"):
+            raise ConfigError(f"Sigstore instance {self.instance!r}: use production or staging")
+
+    def describe(self) -> str:
+        root = str(self.trust_root) if self.trust_root else f"{self.instance} root"
+        return f"{self.identity} (issuer {self.issuer}, {root})"
+
+
+@dataclass(frozen=True)
+class CertificateTrust:
+    """Certificates chaining to ``ca`` whose leaf names ``identity`` (a SAN
+    value, the subject's RFC 4514 string, or its common name)."""
+
+    ca: Path
+    identity: str
+    roots: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.identity:
+            raise ConfigError(f"{self.ca}: a certificate trust needs an identity to pin")
+        if not self.roots:
+            from modelsign._backends.certificate import load_pem_all  # noqa: PLC0415
+
+            data = read_small(self.ca, MAX_POLICY_BYTES, "CA certificate", ConfigError)
+            try:
+                roots = tuple(load_pem_all(data))
+            except ValueError as e:
+                raise ConfigError(f"{self.ca}: not PEM certificates: {e}") from e
+            object.__setattr__(self, "roots", roots)
+
+    def describe(self) -> str:
+        return f"{self.identity} (CA {self.ca})"
+
+
+@dataclass(frozen=True)
 class Policy:
     """A parsed, validated trust policy."""
 
@@ -66,10 +122,15 @@ class Policy:
     scope: tuple[str, ...] = ()
     discover: bool = True
     pickle_loads: bool = False
+    sigstore: tuple[SigstoreTrust, ...] = ()
+    certificates: tuple[CertificateTrust, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.keys:
-            raise ConfigError(f"{self.source}: the policy names no trusted key (no trust anchor)")
+        if not (self.keys or self.sigstore or self.certificates):
+            raise ConfigError(
+                f"{self.source}: the policy names no trusted key, Sigstore identity or CA "
+                "(no trust anchor)"
+            )
         if self.mode not in MODES:
             raise ConfigError(f"{self.source}: [enforce] mode must be one of {MODES}")
 
@@ -144,6 +205,22 @@ class Policy:
             except KeyLoadError as e:
                 raise ConfigError(f"{source}: [trust] keys: {e}") from e
         bundles = tuple(_resolve(b, base_dir) for b in _paths(trust, "bundles", "[trust]", source))
+        sigstore = tuple(
+            SigstoreTrust(
+                identity=_string(t, "identity", "[[trust.sigstore]]", source),
+                issuer=_string(t, "issuer", "[[trust.sigstore]]", source),
+                instance=_string(t, "instance", "[[trust.sigstore]]", source, "production"),
+                trust_root=_resolve(t["trust_root"], base_dir) if "trust_root" in t else None,
+            )
+            for t in _tables(trust, "sigstore", source)
+        )
+        certificates = tuple(
+            CertificateTrust(
+                ca=_resolve(_string(t, "ca", "[[trust.certificate]]", source), base_dir),
+                identity=_string(t, "identity", "[[trust.certificate]]", source),
+            )
+            for t in _tables(trust, "certificate", source)
+        )
         enforce = doc.get("enforce", {})
         if not isinstance(enforce, dict):
             raise ConfigError(f"{source}: [enforce] must be a table")
@@ -169,6 +246,8 @@ class Policy:
             scope=scope,
             discover=flags["discover"],
             pickle_loads=flags["pickle_loads"],
+            sigstore=sigstore,
+            certificates=certificates,
         )
 
 
@@ -184,6 +263,25 @@ def _paths(table: Mapping[str, Any], key: str, where: str, source: str) -> list[
     value = table.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(f"{source}: {where} {key} must be a list of file paths")
+    return value
+
+
+def _tables(trust: Mapping[str, Any], key: str, source: str) -> list[Mapping[str, Any]]:
+    value = trust.get(key, [])
+    where = f"[[trust.{key}]]"
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ConfigError(f"{source}: {where} must be an array of tables")
+    for table in value:
+        _check_keys(table, _SCHEMA[f"trust.{key}"], where, source)
+    return value
+
+
+def _string(
+    table: Mapping[str, Any], key: str, where: str, source: str, default: str | None = None
+) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{source}: {where} needs a non-empty string {key!r}")
     return value
 
 

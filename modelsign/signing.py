@@ -6,16 +6,26 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modelsign._atomic import write_atomic
-from modelsign.bundle import PAYLOAD_TYPE, Bundle, Envelope, KeyMaterial, pae
+from modelsign._files import read_small
+from modelsign.bundle import PAYLOAD_TYPE, Bundle, CertificateMaterial, Envelope, KeyMaterial, pae
 from modelsign.enumerating import DEFAULT_IGNORES, ModelFile, ModelTree, enumerate_model
 from modelsign.errors import UsageError
 from modelsign.hashing import Progress, hash_files
-from modelsign.keys import PrivateKey, load_private_key
+from modelsign.keys import PrivateKey, PublicKey, load_private_key
 from modelsign.manifest import Manifest, Serialization
 
-__all__ = ["SignedModel", "default_signature_path", "display_name", "sign"]
+__all__ = [
+    "SignedModel",
+    "SigstoreSigning",
+    "default_signature_path",
+    "display_name",
+    "sign",
+]
+
+MAX_CERT_BYTES = 1024 * 1024
 
 
 def default_signature_path(model: Path) -> Path:
@@ -36,8 +46,23 @@ class SignedModel:
 
     signature: Path
     manifest: Manifest
-    key_id: str
-    algorithm: str
+    method: str = "key"
+    key_id: str | None = None
+    algorithm: str | None = None
+    identity: str | None = None
+
+
+@dataclass(frozen=True)
+class SigstoreSigning:
+    """How to sign keylessly: where the OIDC identity token comes from (given,
+    a file, the CI environment, or ``oauth`` in a browser) and which instance
+    (production, ``staging``, or a private one's ``trust_config`` file)."""
+
+    identity_token: str | None = None
+    identity_token_file: Path | None = None
+    oauth: bool = False
+    staging: bool = False
+    trust_config: Path | None = None
 
 
 def build_manifest(
@@ -64,7 +89,7 @@ def build_manifest(
 
 def sign(
     model: str | os.PathLike[str],
-    key: PrivateKey | str | os.PathLike[str],
+    key: PrivateKey | str | os.PathLike[str] | None = None,
     *,
     signature: str | os.PathLike[str] | None = None,
     hash_type: str = "sha256",
@@ -72,17 +97,29 @@ def sign(
     passphrase: bytes | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    certificate: str | os.PathLike[str] | None = None,
+    certificate_chain: Iterable[str | os.PathLike[str]] = (),
+    sigstore: SigstoreSigning | None = None,
 ) -> SignedModel:
-    """Sign the directory or single file ``model`` with ``key``.
+    """Sign the directory or single file ``model``.
 
-    Writes an OMS v1.0 bundle (key method) to ``signature`` (by default
+    One method: ``key`` alone (key method); ``key`` with its leaf
+    ``certificate`` and the ``certificate_chain`` files (certificate method);
+    or ``sigstore`` (keyless). The statement is the same for all three. The
+    OMS v1.0 bundle goes to ``signature`` (default
     :func:`default_signature_path`) through a temporary file and
     ``os.replace``. Raises :class:`~modelsign.errors.UnsafeArchiveError` or
     :class:`~modelsign.errors.UnsafeModelError` for content modelsign refuses
     to vouch for, and :class:`~modelsign.errors.UsageError` for bad arguments.
     """
     model_path = Path(model)
-    private = key if isinstance(key, PrivateKey) else load_private_key(key, passphrase)
+    method = _method(key, certificate, sigstore)
+    # Everything that can fail on the caller's input fails before hashing.
+    private = None
+    if key is not None:
+        private = key if isinstance(key, PrivateKey) else load_private_key(key, passphrase)
+    chain = _certificate_chain(private, certificate, certificate_chain) if certificate else ()
+    keyless = _keyless(sigstore) if sigstore is not None else None
     sig_path = Path(signature) if signature is not None else default_signature_path(model_path)
     user_ignores = tuple(ignore_paths)
     if model_path.is_dir():
@@ -94,10 +131,69 @@ def sign(
     tree = enumerate_model(model_path, ignore_paths=ignores, signature=sig_path)
     manifest = build_manifest(tree, hash_type, progress=progress, workers=workers)
     payload = manifest.to_payload()
+    if keyless is not None:
+        from modelsign._backends import sigstore as backend  # noqa: PLC0415
+
+        token, config = keyless
+        write_atomic(sig_path, backend.sign_dsse(payload, token, config))
+        return SignedModel(sig_path, manifest, "sigstore", identity=_token_identity(token))
+    assert private is not None
     public = private.public_key()
+    material: KeyMaterial | CertificateMaterial = (
+        CertificateMaterial(chain) if chain else KeyMaterial(hint=public.key_id)
+    )
     bundle = Bundle(
-        KeyMaterial(hint=public.key_id),
+        material,
         Envelope(payload, PAYLOAD_TYPE, private.sign(pae(PAYLOAD_TYPE, payload)), keyid=""),
     )
     write_atomic(sig_path, bundle.to_bytes())
-    return SignedModel(sig_path, manifest, public.key_id, public.algorithm)
+    return SignedModel(sig_path, manifest, method, public.key_id, public.algorithm)
+
+
+def _method(key: object, certificate: object, sigstore: object) -> str:
+    if sigstore is not None:
+        if key is not None or certificate is not None:
+            raise UsageError("--sigstore signs keylessly: do not give --key or --certificate")
+        return "sigstore"
+    if key is None:
+        raise UsageError("give --key (with --certificate for the certificate method) or --sigstore")
+    return "certificate" if certificate is not None else "key"
+
+
+def _certificate_chain(
+    private: PrivateKey | None,
+    certificate: str | os.PathLike[str],
+    chain: Iterable[str | os.PathLike[str]],
+) -> tuple[bytes, ...]:
+    """DER certificates, leaf first; the leaf must hold ``private``'s public key."""
+    from modelsign._backends.certificate import der, load_pem_all  # noqa: PLC0415
+
+    certs = []
+    for path in (certificate, *chain):
+        data = read_small(Path(path), MAX_CERT_BYTES, "certificate", UsageError)
+        try:
+            certs.extend(load_pem_all(data))
+        except ValueError as e:
+            raise UsageError(f"{path}: not PEM certificates: {e}") from e
+    assert private is not None
+    leaf_key = PublicKey(certs[0].public_key(), str(certificate))
+    if leaf_key != private.public_key():
+        raise UsageError(
+            f"{certificate}: the certificate is not for the signing key {private.source}"
+        )
+    return tuple(der(c) for c in certs)
+
+
+def _keyless(options: SigstoreSigning) -> tuple[Any, Any]:
+    from modelsign._backends import sigstore as backend  # noqa: PLC0415
+
+    config = backend.trust_config(options.trust_config, options.staging)
+    token = backend.identity_token(
+        options.identity_token, options.identity_token_file, options.oauth, config
+    )
+    return token, config
+
+
+def _token_identity(token: Any) -> str | None:
+    identity = getattr(token, "identity", None)
+    return identity if isinstance(identity, str) else None

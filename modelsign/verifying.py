@@ -7,6 +7,7 @@ that reads the signature, walks and hashes the files, and calls the core.
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -14,26 +15,54 @@ from pathlib import Path
 
 from modelsign import _json
 from modelsign._files import read_small
-from modelsign.bundle import Bundle, KeyMaterial, pae, pae_legacy
+from modelsign.bundle import (
+    Bundle,
+    CertificateMaterial,
+    KeyMaterial,
+    SigstoreMaterial,
+    pae,
+    pae_legacy,
+)
 from modelsign.enumerating import SINGLE_FILE_NAME, ModelTree, enumerate_model
 from modelsign.errors import (
     BundleTooLargeError,
     ConfigError,
     Error,
     InvalidSignatureError,
+    KeyLoadError,
     MalformedBundleError,
     Mismatch,
     MissingSignatureError,
     ModelMismatchError,
     UntrustedSignerError,
+    VerificationError,
 )
 from modelsign.hashing import MemberDigest, Progress, hash_file, hash_files
-from modelsign.keys import PublicKey
+from modelsign.keys import PublicKey, load_public_key
 from modelsign.manifest import Manifest
-from modelsign.policy import Policy
+from modelsign.policy import CertificateTrust, Policy, SigstoreTrust
 from modelsign.signing import default_signature_path, display_name
 
-__all__ = ["VerifiedModel", "check_bundle", "compare", "read_bundle", "verify"]
+__all__ = ["Signer", "VerifiedModel", "check_bundle", "compare", "read_bundle", "verify"]
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Who signed, as established by verification."""
+
+    method: str
+    key_id: str | None = None
+    algorithm: str | None = None
+    identity: str | None = None
+    issuer: str | None = None
+    trust_root: str | None = None
+
+    def describe(self) -> str:
+        if self.method == "key":
+            return f"key {self.key_id} ({self.algorithm})"
+        if self.method == "certificate":
+            return f"certificate for {self.identity!r} ({self.algorithm}), CA {self.trust_root}"
+        return f"Sigstore identity {self.identity!r} (issuer {self.issuer}), root {self.trust_root}"
 
 
 @dataclass(frozen=True)
@@ -43,31 +72,59 @@ class VerifiedModel:
     model: Path
     signature: Path
     model_name: str
-    method: str
-    key_id: str
-    algorithm: str
+    signer: Signer
     hash_type: str
     root_digest: str
     files: tuple[str, ...]
     manifest: Manifest
 
+    @property
+    def method(self) -> str:
+        return self.signer.method
+
+    @property
+    def key_id(self) -> str | None:
+        return self.signer.key_id
+
+    @property
+    def algorithm(self) -> str | None:
+        return self.signer.algorithm
+
 
 def check_bundle(
-    bundle: Bundle, trusted: Sequence[PublicKey], *, source: str = "bundle"
-) -> tuple[Manifest, PublicKey]:
-    """Verify the bundle's signature with a trusted key; return the statement.
+    bundle: Bundle,
+    policy: Policy,
+    *,
+    source: str = "bundle",
+    now: datetime.datetime | None = None,
+) -> tuple[Manifest, Signer]:
+    """Verify the bundle's signature against the policy; return the statement.
 
-    The key is chosen from ``trusted`` by the bundle's key id (or, in bundles
-    older than model_signing 1.1, by the key it embeds); the bundle itself is
-    never a source of trust.
+    The trust material (keys, CAs, Sigstore identities and roots) comes only
+    from ``policy``; the bundle only says which of it to use. ``now`` is the
+    time at which certificates must be valid (default: the current time).
     """
     material = bundle.material
+    if isinstance(material, KeyMaterial):
+        signer = _check_key(bundle, material, policy.keys, source)
+    elif isinstance(material, CertificateMaterial):
+        when = now or datetime.datetime.now(datetime.timezone.utc)
+        signer = _check_certificate(bundle, material, policy.certificates, source, when)
+    else:
+        payload, signer = _check_sigstore(bundle, material, policy.sigstore, source)
+        if payload != bundle.envelope.payload:
+            raise MalformedBundleError(f"{source}: Sigstore verified another payload")
+    try:
+        manifest = Manifest.from_payload(bundle.envelope.payload)
+    except MalformedBundleError as e:
+        raise MalformedBundleError(f"{source}: {e}") from e
+    return manifest, signer
+
+
+def _check_key(
+    bundle: Bundle, material: KeyMaterial, trusted: Sequence[PublicKey], source: str
+) -> Signer:
     ids = ", ".join(k.key_id for k in trusted) or "none"
-    if not isinstance(material, KeyMaterial):
-        raise UntrustedSignerError(
-            f"{source}: signed with the {bundle.method} method, but only keys are trusted "
-            f"(trusted key ids: {ids})"
-        )
     if material.hint is not None:
         claimed = material.hint
         candidates = [k for k in trusted if k.key_id == material.hint]
@@ -92,11 +149,84 @@ def check_bundle(
         ok = key.verify(envelope.signature, pae_legacy(envelope.payload))
     if not ok:
         raise InvalidSignatureError(f"{source}: invalid signature for key {key.key_id}")
+    return Signer("key", key_id=key.key_id, algorithm=key.algorithm)
+
+
+def _check_certificate(
+    bundle: Bundle,
+    material: CertificateMaterial,
+    trusted: Sequence[CertificateTrust],
+    source: str,
+    now: datetime.datetime,
+) -> Signer:
+    from modelsign._backends import certificate as x509  # noqa: PLC0415
+
     try:
-        manifest = Manifest.from_payload(envelope.payload)
-    except MalformedBundleError as e:
-        raise MalformedBundleError(f"{source}: {e}") from e
-    return manifest, key
+        chain = [x509.load_der(c) for c in material.chain]
+    except ValueError as e:
+        raise MalformedBundleError(f"{source}: a certificate in the chain is not DER: {e}") from e
+    leaf, intermediates = chain[0], chain[1:]
+    who = x509.identity_of(leaf)
+    if not trusted:
+        raise UntrustedSignerError(
+            f"{source}: signed with a certificate for {who.primary!r}, but no CA is trusted"
+        )
+    reasons = []
+    for t in trusted:
+        if t.identity not in who.names:
+            reasons.append(f"CA {t.ca}: leaf names {list(who.names)}, not {t.identity!r}")
+            continue
+        try:
+            x509.verify_chain(leaf, intermediates, t.roots, now)
+        except x509.ChainError as e:
+            reasons.append(f"CA {t.ca}: the chain does not verify at {now:%Y-%m-%dT%H:%M:%SZ}: {e}")
+            continue
+        try:
+            key = PublicKey(leaf.public_key(), f"{source}: leaf certificate")
+            algorithm = key.algorithm
+        except (KeyLoadError, TypeError) as e:
+            raise UntrustedSignerError(f"{source}: unsupported leaf key: {e}") from e
+        envelope = bundle.envelope
+        if not key.verify(envelope.signature, pae(envelope.payload_type, envelope.payload)):
+            raise InvalidSignatureError(
+                f"{source}: invalid signature for the certificate of {t.identity!r}"
+            )
+        return Signer("certificate", algorithm=algorithm, identity=t.identity, trust_root=str(t.ca))
+    raise UntrustedSignerError(f"{source}: no trusted CA vouches for it: " + "; ".join(reasons))
+
+
+def _check_sigstore(
+    bundle: Bundle, material: SigstoreMaterial, trusted: Sequence[SigstoreTrust], source: str
+) -> tuple[bytes, Signer]:
+    from modelsign._backends import certificate as x509  # noqa: PLC0415
+
+    try:
+        who = x509.identity_of(x509.load_der(material.certificate))
+    except ValueError as e:
+        raise MalformedBundleError(f"{source}: the Fulcio certificate is not DER: {e}") from e
+    claimed = f"{who.primary!r} (issuer {who.issuer})"
+    matching = [t for t in trusted if t.identity in who.names and t.issuer == who.issuer]
+    if not matching:
+        wanted = "; ".join(t.describe() for t in trusted) or "none"
+        raise UntrustedSignerError(
+            f"{source}: signed by Sigstore identity {claimed}, which is not trusted "
+            f"(trusted: {wanted})"
+        )
+    from modelsign._backends import sigstore  # noqa: PLC0415 - only for Sigstore bundles
+
+    failure: VerificationError | None = None
+    for t in matching:
+        root = sigstore.root_path(t.instance, t.trust_root)
+        try:
+            payload = sigstore.verify_dsse(bundle.raw, t.identity, t.issuer, root, source)
+        except (UntrustedSignerError, InvalidSignatureError) as e:
+            failure = failure or e
+            continue
+        return payload, Signer(
+            "sigstore", identity=t.identity, issuer=t.issuer, trust_root=str(root)
+        )
+    assert failure is not None
+    raise failure
 
 
 def compare(
@@ -136,19 +266,33 @@ def read_bundle(path: Path, *, max_bytes: int | None = None) -> Bundle:
     return Bundle.from_bytes(data, source=str(path), max_bytes=limit)
 
 
-def _trusted_keys(
+def _policy(
     keys: Iterable[PublicKey | str | os.PathLike[str]] | None,
     policy: Policy | str | os.PathLike[str] | None,
-) -> tuple[PublicKey, ...]:
-    found: list[PublicKey] = []
-    if policy is not None:
-        found.extend((policy if isinstance(policy, Policy) else Policy.load(policy)).keys)
-    key_list = list(keys) if keys is not None else []
-    if key_list:
-        found.extend(Policy.from_keys(key_list).keys)
-    if not found:
-        raise ConfigError("no trusted key: give --key or --policy (trust is never implicit)")
-    return tuple(dict.fromkeys(found))
+    sigstore: Sequence[SigstoreTrust],
+    certificates: Sequence[CertificateTrust],
+) -> Policy:
+    """One policy from a policy file or object plus keys and identities given directly."""
+    base = None if policy is None else policy if isinstance(policy, Policy) else Policy.load(policy)
+    key_list = [k if isinstance(k, PublicKey) else load_public_key(k) for k in keys or ()]
+    if base is None and not (key_list or sigstore or certificates):
+        raise ConfigError(
+            "no trusted key, CA or Sigstore identity: give --key, --ca, --identity/--issuer "
+            "or --policy (trust is never implicit)"
+        )
+    if base is None:
+        return Policy(
+            tuple(dict.fromkeys(key_list)),
+            "command line",
+            sigstore=tuple(sigstore),
+            certificates=tuple(certificates),
+        )
+    return replace(
+        base,
+        keys=tuple(dict.fromkeys((*base.keys, *key_list))),
+        sigstore=(*base.sigstore, *sigstore),
+        certificates=(*base.certificates, *certificates),
+    )
 
 
 def verify(
@@ -162,8 +306,15 @@ def verify(
     workers: int | None = None,
     max_bundle_bytes: int | None = None,
     hf_cache: bool = False,
+    sigstore: Sequence[SigstoreTrust] = (),
+    certificates: Sequence[CertificateTrust] = (),
+    now: datetime.datetime | None = None,
 ) -> VerifiedModel:
     """Verify ``model`` (a directory or a single file) against its signature.
+
+    Trust comes from ``keys``, ``sigstore`` identities, ``certificates`` (CAs
+    with a pinned identity) and ``policy``, together. ``now`` is the time at
+    which certificates must be valid (default: now).
 
     Raises a :class:`~modelsign.errors.VerificationError` subclass when the
     model must not be trusted, a :class:`~modelsign.errors.UsageError`
@@ -171,11 +322,11 @@ def verify(
     With ``hf_cache``, a Hugging Face cache snapshot's symlinks into its own
     ``blobs/`` folder are followed (see :func:`~modelsign.enumerating.hf_blobs_dir`).
     """
-    trusted = _trusted_keys(keys, policy)
+    trust = _policy(keys, policy, sigstore, certificates)
     model_path = Path(model)
     sig_path = Path(signature) if signature is not None else default_signature_path(model_path)
     bundle = read_bundle(sig_path, max_bytes=max_bundle_bytes)
-    manifest, key = check_bundle(bundle, trusted, source=str(sig_path))
+    manifest, signer = check_bundle(bundle, trust, source=str(sig_path), now=now)
     ser = manifest.serialization
     tree = enumerate_model(
         model_path,
@@ -203,9 +354,7 @@ def verify(
         model=model_path,
         signature=sig_path,
         model_name=manifest.model_name,
-        method=bundle.method,
-        key_id=key.key_id,
-        algorithm=key.algorithm,
+        signer=signer,
         hash_type=ser.hash_type,
         root_digest=manifest.root_digest,
         files=tuple(r.name for r in manifest.resources),

@@ -1,0 +1,142 @@
+"""Sigstore keyless signing and verification, through sigstore-python.
+
+Imported only when a Sigstore bundle or ``--sigstore`` is in play: the key
+paths never import ``sigstore``. Verification always uses an explicit trusted
+root file (the one embedded in the sigstore wheel for "production" and
+"staging", or the policy's own), never the ``~/.cache`` one, and reports which.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sigstore
+from sigstore import dsse
+from sigstore.errors import Error as SigstoreError
+from sigstore.models import Bundle as SigstoreBundle
+from sigstore.models import ClientTrustConfig, TrustedRoot
+from sigstore.oidc import IdentityToken, Issuer, detect_credential
+from sigstore.sign import SigningContext
+from sigstore.verify import Verifier
+from sigstore.verify.policy import Identity
+
+from modelsign.errors import (
+    ConfigError,
+    InvalidSignatureError,
+    MalformedBundleError,
+    UntrustedSignerError,
+    UsageError,
+)
+
+_STORE = Path(sigstore.__file__).parent / "_store"
+_ROOTS = {
+    "production": _STORE / "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev" / "trusted_root.json",
+    "staging": _STORE / "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev" / "trusted_root.json",
+}
+
+
+def root_path(instance: str, trust_root: Path | None) -> Path:
+    """The trusted root file for a policy entry: its own, else the wheel's."""
+    if trust_root is not None:
+        return trust_root
+    if instance not in _ROOTS:
+        raise ConfigError(f"unknown Sigstore instance {instance!r}: use production or staging")
+    return _ROOTS[instance]
+
+
+def _trusted_root(path: Path) -> Any:
+    try:
+        return TrustedRoot.from_file(str(path))
+    except (OSError, ValueError, SigstoreError) as e:
+        raise ConfigError(f"{path}: not a usable Sigstore trusted root: {e}") from e
+
+
+def parse(bundle_bytes: bytes, source: str) -> Any:
+    try:
+        return SigstoreBundle.from_json(bundle_bytes)
+    except (ValueError, SigstoreError) as e:
+        raise MalformedBundleError(f"{source}: not a valid Sigstore bundle: {e}") from e
+
+
+def verify_dsse(bundle_bytes: bytes, identity: str, issuer: str, root: Path, source: str) -> bytes:
+    """Verify certificate, log entry and DSSE signature; return the payload.
+
+    The caller has already checked that the certificate names ``identity`` and
+    ``issuer``; a failure here is a chain, log or signature failure.
+    """
+    if not identity or not issuer:
+        # sigstore-python treats an empty issuer as "any issuer": never allowed.
+        raise ConfigError("a Sigstore identity needs both an identity and an issuer")
+    bundle = parse(bundle_bytes, source)
+    verifier = Verifier(trusted_root=_trusted_root(root))
+    try:
+        _, payload = verifier.verify_dsse(bundle, Identity(identity=identity, issuer=issuer))
+    except SigstoreError as e:
+        message = str(e)
+        if "invalid signature" in message.lower():
+            raise InvalidSignatureError(f"{source}: {message}") from e
+        raise UntrustedSignerError(
+            f"{source}: does not verify under the trusted root {root}: {message}"
+        ) from e
+    return bytes(payload)
+
+
+def identity_token(token: str | None, token_file: Path | None, oauth: bool, config: Any) -> Any:
+    """The OIDC identity token: given, from a file, ambient (CI), or interactive."""
+    raw = token
+    if raw is None and token_file is not None:
+        try:
+            raw = token_file.read_text().strip()
+        except OSError as e:
+            raise UsageError(f"{token_file}: cannot read identity token: {e.strerror}") from e
+    try:
+        if raw is None:
+            raw = detect_credential()
+        if raw is None and oauth:
+            return Issuer(config.signing_config.get_oidc_url()).identity_token()
+        if raw is None:
+            raise UsageError(
+                "no identity token: give --identity-token or --identity-token-file, run in a "
+                "CI job that provides one (e.g. GitHub Actions id-token: write), or use --oauth"
+            )
+        return IdentityToken(raw)
+    except SigstoreError as e:
+        raise UsageError(f"identity token: {e}") from e
+
+
+def trust_config(path: Path | None, staging: bool) -> Any:
+    """The signing configuration: a private instance's file, staging or production."""
+    try:
+        if path is not None:
+            return ClientTrustConfig.from_json(path.read_text())
+        return ClientTrustConfig.staging() if staging else ClientTrustConfig.production()
+    except OSError as e:
+        raise UsageError(f"Sigstore trust configuration: {e}") from e
+    except (ValueError, SigstoreError) as e:
+        raise UsageError(f"Sigstore trust configuration: {e}") from e
+
+
+def sign_dsse(payload: bytes, token: Any, config: Any) -> bytes:
+    """Sign the statement bytes keylessly; the Sigstore bundle's JSON bytes."""
+    try:
+        context = SigningContext.from_trust_config(config)
+        with context.signer(token, cache=True) as signer:
+            bundle = signer.sign_dsse(dsse.Statement(payload))
+    except OSError as e:
+        raise UsageError(f"Sigstore signing failed: {e}") from e
+    except SigstoreError as e:
+        raise UsageError(f"Sigstore signing failed: {e}") from e
+    data: bytes = bundle.to_json().encode("utf-8")
+    return data
+
+
+def log_entry(bundle_bytes: bytes, source: str) -> dict[str, Any]:
+    """Log index and integrated time of the first transparency log entry."""
+    bundle = parse(bundle_bytes, source)
+    entry = getattr(bundle.log_entry, "_inner", None)  # the protobuf-specs entry
+    index, integrated = getattr(entry, "log_index", None), getattr(entry, "integrated_time", None)
+    return {
+        "log_index": int(index) if index is not None else None,
+        "integrated_time": int(integrated) if integrated else None,
+    }

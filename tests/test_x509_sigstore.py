@@ -1,0 +1,397 @@
+"""X.509 certificate chains with identity pinning, and real Sigstore bundles
+verified offline against explicit trusted roots."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+import modelsign
+from modelsign import keys
+from modelsign.errors import (
+    ConfigError,
+    DigestMismatchError,
+    InvalidSignatureError,
+    UntrustedSignerError,
+    UsageError,
+)
+from modelsign.guard import Guard
+from modelsign.inspecting import inspect_bundle
+from modelsign.policy import CertificateTrust, Policy, SigstoreTrust
+from tests.conftest import flip_byte, shared
+
+IBM = ("stefanb@us.ibm.com", "https://sigstore.verify.ibm.com/oauth2")
+
+
+@pytest.fixture(autouse=True)
+def _no_user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing from a user's ~/.cache/sigstore-python may take part.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+
+# ------------------------------------------------------------ a private CA
+
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: str,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+    email: str | None = None,
+    days: int = 30,
+) -> x509.Certificate:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=1))
+        .not_valid_after(NOW + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+    else:
+        builder = builder.add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+            critical=True,
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+    if email:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, Path]:
+    """root CA -> intermediate -> leaf (release@corp.example), ECDSA P-256."""
+    root_key, inter_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    leaf_key = keys.generate("ecdsa-p256")
+    assert isinstance(leaf_key.key, ec.EllipticCurvePrivateKey)
+    root = _cert("Corp Root", root_key, "Corp Root", root_key, ca=True, days=3650)
+    inter = _cert("Corp Signing CA", inter_key, "Corp Root", root_key, ca=True, days=3650)
+    leaf = _cert(
+        "release bot",
+        leaf_key.key,
+        "Corp Signing CA",
+        inter_key,
+        ca=False,
+        email="release@corp.example",
+    )
+    folder = tmp_path / "pki"
+    folder.mkdir()
+    out = {
+        "root": folder / "root.pem",
+        "chain": folder / "intermediate.pem",
+        "leaf": folder / "leaf.pem",
+    }
+    out["root"].write_bytes(_pem(root))
+    out["chain"].write_bytes(_pem(inter))
+    out["leaf"].write_bytes(_pem(leaf))
+    private, _ = keys.write_keypair(leaf_key, folder / "leaf", None)
+    out["key"] = private
+    other_root_key = ec.generate_private_key(ec.SECP256R1())
+    out["other_root"] = folder / "other-root.pem"
+    out["other_root"].write_bytes(
+        _pem(_cert("Other Root", other_root_key, "Other Root", other_root_key, ca=True))
+    )
+    return out
+
+
+def _model(tmp_path: Path) -> Path:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"\x01\x02" * 1000)
+    (model / "config.json").write_text("{}")
+    return model
+
+
+def _sign_with_certificate(model: Path, pki: dict[str, Path]) -> None:
+    modelsign.sign(model, pki["key"], certificate=pki["leaf"], certificate_chain=[pki["chain"]])
+
+
+def test_certificate_round_trip(tmp_path: Path, pki: dict[str, Path]) -> None:
+    model = _model(tmp_path)
+    _sign_with_certificate(model, pki)
+    trust = CertificateTrust(pki["root"], "release@corp.example")
+    result = modelsign.verify(model, certificates=[trust])
+    assert result.method == "certificate"
+    assert result.signer.identity == "release@corp.example"
+    bundle = json.loads((model / "model.sig").read_text())
+    certs = bundle["verificationMaterial"]["x509CertificateChain"]["certificates"]
+    assert len(certs) == 2  # leaf first, then the intermediate
+    flip_byte(model / "weights.bin")
+    with pytest.raises(DigestMismatchError, match="weights.bin"):
+        modelsign.verify(model, certificates=[trust])
+
+
+def test_certificate_identity_is_pinned(tmp_path: Path, pki: dict[str, Path]) -> None:
+    model = _model(tmp_path)
+    _sign_with_certificate(model, pki)
+    with pytest.raises(UntrustedSignerError, match=r"release@corp\.example.*not 'mallory"):
+        modelsign.verify(
+            model, certificates=[CertificateTrust(pki["root"], "mallory@corp.example")]
+        )
+
+
+def test_certificate_needs_the_trusted_root(tmp_path: Path, pki: dict[str, Path]) -> None:
+    model = _model(tmp_path)
+    _sign_with_certificate(model, pki)
+    with pytest.raises(UntrustedSignerError, match="chain does not verify"):
+        modelsign.verify(
+            model, certificates=[CertificateTrust(pki["other_root"], "release@corp.example")]
+        )
+
+
+def test_certificate_expired_at_verification_time(tmp_path: Path, pki: dict[str, Path]) -> None:
+    model = _model(tmp_path)
+    _sign_with_certificate(model, pki)
+    later = NOW + datetime.timedelta(days=60)  # the leaf is valid for 30 days
+    with pytest.raises(UntrustedSignerError, match="chain does not verify"):
+        modelsign.verify(
+            model,
+            certificates=[CertificateTrust(pki["root"], "release@corp.example")],
+            now=later,
+        )
+
+
+def test_certificate_must_be_for_the_signing_key(
+    tmp_path: Path, pki: dict[str, Path], keypair: tuple[Path, Path]
+) -> None:
+    model = _model(tmp_path)
+    with pytest.raises(UsageError, match="not for the signing key"):
+        modelsign.sign(model, keypair[0], certificate=pki["leaf"], certificate_chain=[pki["chain"]])
+    assert not (model / "model.sig").exists()
+
+
+def test_certificate_policy_and_cli(tmp_path: Path, pki: dict[str, Path]) -> None:
+    model = _model(tmp_path)
+    cli = [sys.executable, "-m", "modelsign"]
+    signed = subprocess.run(
+        [
+            *cli,
+            "sign",
+            str(model),
+            "--key",
+            str(pki["key"]),
+            "--certificate",
+            str(pki["leaf"]),
+            "--certificate-chain",
+            str(pki["chain"]),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert signed.returncode == 0, signed.stderr
+    ok = subprocess.run(
+        [
+            *cli,
+            "verify",
+            str(model),
+            "--ca",
+            str(pki["root"]),
+            "--identity",
+            "release@corp.example",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "certificate for 'release@corp.example'" in ok.stdout
+    unpinned = subprocess.run(
+        [*cli, "verify", str(model), "--ca", str(pki["root"])], capture_output=True, text=True
+    )
+    assert unpinned.returncode == 2
+    assert "--ca needs --identity" in unpinned.stderr
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        f'[trust]\n[[trust.certificate]]\nca = "{pki["root"]}"\nidentity = "release@corp.example"\n'
+    )
+    assert modelsign.verify(model, policy=policy).signer.identity == "release@corp.example"
+    assert (
+        Guard(Policy.load(policy)).open_path(model / "weights.bin").data
+        == (model / "weights.bin").read_bytes()
+    )
+
+
+@pytest.mark.parametrize("folder", ["v1.0.1-certificate", "v1.1.0-certificate"])
+def test_reference_certificate_bundles(tmp_path: Path, folder: str) -> None:
+    base = shared("oms-compat", folder)
+    ca = shared("oms-compat", "keys", "ca-cert.pem")
+    trust = CertificateTrust(ca, "CN=intermediate-ca")
+    result = modelsign.verify(base, certificates=[trust], ignore_paths=["ignore-me"])
+    assert result.algorithm == "ecdsa-p384"
+    with pytest.raises(UntrustedSignerError, match="not 'someone-else'"):
+        modelsign.verify(
+            base, certificates=[CertificateTrust(ca, "someone-else")], ignore_paths=["ignore-me"]
+        )
+    copy = tmp_path / folder
+    shutil.copytree(base, copy)
+    flip_byte(copy / "signme-2", 0)
+    with pytest.raises(DigestMismatchError, match="signme-2"):
+        modelsign.verify(copy, certificates=[trust], ignore_paths=["ignore-me"])
+
+
+def test_model_signing_verifies_a_modelsign_certificate_bundle(
+    tmp_path: Path, pki: dict[str, Path]
+) -> None:
+    model_signing = pytest.importorskip("model_signing", exc_type=ImportError)
+    model = _model(tmp_path)
+    _sign_with_certificate(model, pki)
+    verifier = model_signing.verifying.Config().use_certificate_verifier(
+        certificate_chain=[pki["root"]]
+    )
+    verifier.verify(model, model / "model.sig")
+    flip_byte(model / "config.json", 0)
+    with pytest.raises(ValueError):
+        verifier.verify(model, model / "model.sig")
+
+
+# -------------------------------------------------- real Sigstore bundles
+
+SIGSTORE_VECTORS = [
+    ("oms-compat", "v1.1.0-sigstore"),
+    ("sigstore", "prod-dsse-model-signing-v1.1.0"),
+    ("sigstore", "prod-dsse-model-signing-v1.0.1"),
+]
+
+
+def _ibm(instance: str = "production", identity: str = IBM[0], issuer: str = IBM[1]) -> Any:
+    return [SigstoreTrust(identity, issuer, instance)]
+
+
+@pytest.mark.parametrize("vector", SIGSTORE_VECTORS, ids=[v[1] for v in SIGSTORE_VECTORS])
+def test_real_sigstore_bundles_verify_offline(tmp_path: Path, vector: tuple[str, str]) -> None:
+    base = shared(*vector)
+    result = modelsign.verify(base, sigstore=_ibm(), ignore_paths=["ignore-me"])
+    assert result.method == "sigstore"
+    assert result.signer.identity == IBM[0]
+    assert result.signer.trust_root is not None
+    assert "tuf-repo-cdn.sigstore.dev" in result.signer.trust_root  # which root was used
+    with pytest.raises(UntrustedSignerError, match="not trusted"):
+        modelsign.verify(
+            base, sigstore=_ibm(identity="mallory@example.com"), ignore_paths=["ignore-me"]
+        )
+    with pytest.raises(UntrustedSignerError, match="not trusted"):
+        modelsign.verify(
+            base, sigstore=_ibm(issuer="https://accounts.google.com"), ignore_paths=["ignore-me"]
+        )
+    with pytest.raises(UntrustedSignerError, match="sigstage"):
+        modelsign.verify(base, sigstore=_ibm("staging"), ignore_paths=["ignore-me"])
+    copy = tmp_path / "copy"
+    shutil.copytree(base, copy)
+    flip_byte(copy / "signme-1", 0)
+    with pytest.raises(DigestMismatchError, match="signme-1"):
+        modelsign.verify(copy, sigstore=_ibm(), ignore_paths=["ignore-me"])
+
+
+def test_broken_sigstore_vector_is_an_invalid_signature() -> None:
+    base = shared("sigstore", "broken-dsse-model-signing-tampered-payload")
+    with pytest.raises(InvalidSignatureError, match="invalid signature"):
+        modelsign.verify(base, sigstore=_ibm(), ignore_paths=["ignore-me"])
+
+
+def test_sigstore_bundle_is_not_trusted_by_a_key(keypair: tuple[Path, Path]) -> None:
+    base = shared("oms-compat", "v1.1.0-sigstore")
+    with pytest.raises(UntrustedSignerError, match="stefanb@us.ibm.com"):
+        modelsign.verify(base, keys=[keypair[1]], ignore_paths=["ignore-me"])
+
+
+def test_verification_with_an_explicit_root_never_opens_a_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = shared("oms-compat", "v1.1.0-sigstore")
+
+    def no_network(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("verification tried to open a socket")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    result = modelsign.verify(base, sigstore=_ibm(), ignore_paths=["ignore-me"])
+    assert result.signer.identity == IBM[0]
+
+
+def test_empty_issuer_or_identity_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="both an identity and an issuer"):
+        SigstoreTrust(IBM[0], "")
+    policy = tmp_path / "p.toml"
+    policy.write_text(f'[[trust.sigstore]]\nidentity = "{IBM[0]}"\nissuer = ""\n')
+    with pytest.raises(ConfigError, match="non-empty string 'issuer'"):
+        Policy.load(policy)
+    result = subprocess.run(
+        [sys.executable, "-m", "modelsign", "verify", str(tmp_path), "--identity", IBM[0]],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "--issuer" in result.stderr
+
+
+def test_sigstore_policy_table_and_hook(tmp_path: Path) -> None:
+    base = shared("oms-compat", "v1.1.0-sigstore")
+    policy = tmp_path / "p.toml"
+    policy.write_text(
+        f'[[trust.sigstore]]\nidentity = "{IBM[0]}"\nissuer = "{IBM[1]}"\ninstance = "production"\n'
+    )
+    assert modelsign.verify(base, policy=policy, ignore_paths=["ignore-me"]).signer.issuer == IBM[1]
+    guard = Guard(Policy.load(policy))
+    assert guard.open_path(base / "signme-1").data == (base / "signme-1").read_bytes()
+    staging = tmp_path / "s.toml"
+    staging.write_text(
+        f'[[trust.sigstore]]\nidentity = "{IBM[0]}"\nissuer = "{IBM[1]}"\ninstance = "staging"\n'
+    )
+    from modelsign.errors import UntrustedBundleError
+
+    with pytest.raises(UntrustedBundleError, match="sigstage"):
+        Guard(Policy.load(staging)).open_path(base / "signme-1")
+
+
+def test_inspect_shows_the_sigstore_identity_and_log_entry() -> None:
+    info = inspect_bundle(shared("oms-compat", "v1.1.0-sigstore", "model.sig"))
+    assert info["verified"] is False
+    signer = info["signer"]
+    assert signer["method"] == "sigstore"
+    assert signer["identity"] == IBM[0]
+    assert signer["issuer"] == IBM[1]
+    assert signer["log_index"] == 598151086
+    assert signer["integrated_time"] == "2025-10-10T02:12:20+00:00"
