@@ -24,6 +24,7 @@ from modelsign.errors import (
     ConfigError,
     DigestMismatchError,
     InvalidSignatureError,
+    MalformedBundleError,
     UntrustedSignerError,
     UsageError,
 )
@@ -395,3 +396,9 @@ def test_inspect_shows_the_sigstore_identity_and_log_entry() -> None:
     assert signer["issuer"] == IBM[1]
     assert signer["log_index"] == 598151086
     assert signer["integrated_time"] == "2025-10-10T02:12:20+00:00"
+
+
+def test_broken_message_signature_vector_is_not_an_oms_bundle() -> None:
+    base = shared("sigstore", "broken-msgsig-tampered-artifact")
+    with pytest.raises(MalformedBundleError, match="no dsseEnvelope"):
+        modelsign.verify(base / "a.txt", sigstore=_ibm(), signature=base / "a.txt.sigstore.json")
