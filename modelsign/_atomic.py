@@ -10,40 +10,54 @@ from pathlib import Path
 from modelsign.errors import OverwriteError, UsageError
 
 
+def temporary_name_prefix(path: Path) -> str:
+    """Temporary files for ``path`` are named ``.NAME.<random>.tmp`` beside it."""
+    return f".{path.name}."
+
+
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder.
 
     With ``overwrite=False`` the final step is ``os.link``, which fails if
-    ``path`` exists, so a file is never replaced even in a race.
+    ``path`` exists, so a file is never replaced even in a race. A process
+    killed while writing leaves ``path`` untouched, but may leave its
+    temporary file (``.NAME.<random>.tmp``, see :func:`temporary_name_prefix`)
+    behind; signing refuses to sign such a file.
     """
     directory = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        _write_named(directory, path, data, mode, overwrite)
+    except FileExistsError as e:
+        raise OverwriteError(f"{path}: already exists; modelsign never overwrites it") from e
     except OSError as e:
         raise UsageError(f"{path}: cannot write: {e.strerror}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError as e:
-                raise OverwriteError(
-                    f"{path}: already exists; modelsign never overwrites it"
-                ) from e
-    except OSError as e:
-        raise UsageError(f"{path}: cannot write: {e.strerror}") from e
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
     with contextlib.suppress(OSError):
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _write_all(fd: int, data: bytes, mode: int) -> None:
+    os.fchmod(fd, mode)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
+
+
+def _write_named(directory: Path, path: Path, data: bytes, mode: int, overwrite: bool) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=temporary_name_prefix(path), suffix=".tmp", dir=directory)
+    try:
+        try:
+            _write_all(fd, data, mode)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

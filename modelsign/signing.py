@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelsign._atomic import write_atomic
+from modelsign._atomic import temporary_name_prefix, write_atomic
 from modelsign._files import read_small
 from modelsign.bundle import PAYLOAD_TYPE, Bundle, CertificateMaterial, Envelope, KeyMaterial, pae
 from modelsign.enumerating import DEFAULT_IGNORES, ModelFile, ModelTree, enumerate_model
-from modelsign.errors import UsageError
+from modelsign.errors import UnsafeModelError, UsageError
 from modelsign.hashing import Progress, hash_files
 from modelsign.keys import PrivateKey, PublicKey, load_private_key
 from modelsign.manifest import Manifest, Serialization
@@ -129,6 +129,7 @@ def sign(
     else:
         ignores = ()
     tree = enumerate_model(model_path, ignore_paths=ignores, signature=sig_path)
+    _refuse_stale_temporaries(tree, sig_path)
     manifest = build_manifest(tree, hash_type, progress=progress, workers=workers)
     payload = manifest.to_payload()
     if keyless is not None:
@@ -148,6 +149,20 @@ def sign(
     )
     write_atomic(sig_path, bundle.to_bytes())
     return SignedModel(sig_path, manifest, method, public.key_id, public.algorithm)
+
+
+def _refuse_stale_temporaries(tree: ModelTree, signature: Path) -> None:
+    """A signing killed at the wrong moment may leave ``.model.sig.*.tmp``
+    beside the bundle. Inside the model it would be signed as a model file:
+    refuse, and say what it is, rather than sign it or silently skip it."""
+    prefix = temporary_name_prefix(signature)
+    for f in tree.files:
+        name = f.path.name
+        if f.path.parent == signature.parent and name.startswith(prefix) and name.endswith(".tmp"):
+            raise UnsafeModelError(
+                f"{f.path}: a temporary file left by an interrupted signing; "
+                "remove it and sign again"
+            )
 
 
 def _method(key: object, certificate: object, sigstore: object) -> str:

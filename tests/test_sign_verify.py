@@ -444,3 +444,17 @@ def test_mismatching_archive_names_the_changed_member(
     (member_line,) = mismatch.members
     assert member_line.startswith(f"member {info.filename!r}: expected {old_member}, actual ")
     assert member_line in str(e.value)
+
+
+def test_stale_temporary_from_an_interrupted_signing_is_refused(
+    make_model: MakeModel, keypair: tuple[Path, Path]
+) -> None:
+    model = make_model()
+    stale = model / ".model.sig.3f9a01.tmp"
+    stale.write_text('{"mediaType": "half a bund')
+    with pytest.raises(UnsafeModelError, match="interrupted signing"):
+        modelsign.sign(model, keypair[0])
+    assert not (model / "model.sig").exists()
+    stale.unlink()
+    modelsign.sign(model, keypair[0])
+    assert not [p.name for p in model.iterdir() if p.name.endswith(".tmp")]
