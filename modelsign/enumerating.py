@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelsign.errors import MalformedBundleError, UnsafeModelError, UsageError, VerificationError
+from modelsign.errors import Error, MalformedBundleError, UnsafeModelError, UsageError
 
 __all__ = [
     "DEFAULT_IGNORES",
@@ -40,7 +40,7 @@ _WINDOWS_DEVICES = frozenset(
 )
 
 
-def check_name(name: str, error: type[VerificationError] = MalformedBundleError) -> None:
+def check_name(name: str, error: type[Error] = MalformedBundleError) -> None:
     """Raise ``error`` unless ``name`` is a safe relative POSIX path.
 
     Safe: non-empty, valid UTF-8 (no lone surrogates), ``/`` separators, no
@@ -157,7 +157,10 @@ def enumerate_model(
     """
     ignores = tuple(dict.fromkeys(ignore_paths))
     for path in ignores:
-        check_name(path, UnsafeModelError)
+        try:
+            check_name(path, UsageError)
+        except UsageError as e:
+            raise UsageError(f"ignore path: {e}") from e
     try:
         st = os.lstat(model)
     except FileNotFoundError as e:
@@ -186,7 +189,7 @@ def enumerate_model(
     blobs = hf_blobs_dir(model) if hf_cache else None
     _walk(model, "", frozenset(ignores), allow_symlinks, blobs, files)
     if not files:
-        raise UnsafeModelError(f"{model}: the model has no files to sign")
+        raise UnsafeModelError(f"{model}: the model has no files (an empty model is refused)")
     files.sort(key=lambda f: f.name)
     seen: dict[str, str] = {}
     for f in files:

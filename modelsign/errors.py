@@ -16,6 +16,7 @@ are wrapped at the boundary with ``raise ... from e``.
 from __future__ import annotations
 
 import pickle
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -128,12 +129,15 @@ class Mismatch:
     members: tuple[str, ...] = ()
 
     def describe(self) -> str:
+        name = self.name
+        if not unicodedata.is_normalized("NFC", name) or not name.isprintable():
+            name = f"{name} {name!a}"  # tell look-alike names apart
         if self.kind == "digest":
-            text = f"{self.name}: digest mismatch: expected {self.expected}, actual {self.actual}"
+            text = f"{name}: digest mismatch: expected {self.expected}, actual {self.actual}"
             return "".join([text, *(f"\n    {m}" for m in self.members)])
         if self.kind == "missing":
-            return f"{self.name}: missing: signed with digest {self.expected}, not on disk"
-        return f"{self.name}: extra file: on disk but not in the signed manifest"
+            return f"{name}: missing: signed with digest {self.expected}, not on disk"
+        return f"{name}: extra file: on disk but not in the signed manifest"
 
 
 class ModelMismatchError(VerificationError):

@@ -261,3 +261,13 @@ def test_key_paths_import_neither_sigstore_nor_torch(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_unsafe_ignore_path_is_a_usage_error(
+    make_model: MakeModel, keypair: tuple[Path, Path]
+) -> None:
+    model = make_model()
+    assert cli("sign", model, "--key", keypair[0], "-q").returncode == 0
+    result = cli("verify", model, "--key", keypair[1], "--ignore-path", "../a.bin")
+    assert result.returncode == 2
+    assert "ignore path: unsafe path name '../a.bin'" in result.stderr
