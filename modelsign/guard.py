@@ -20,6 +20,7 @@ the file, the reason, the expected and actual digests, and the policy.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import stat
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from modelsign import archive
+from modelsign import archive, hashing
 from modelsign.enumerating import SINGLE_FILE_NAME, hf_blobs_dir, symlink_target
 from modelsign.errors import (
     FileDigestMismatchError,
@@ -43,7 +44,7 @@ from modelsign.errors import (
     UntrustedBundleError,
     VerificationError,
 )
-from modelsign.hashing import CHUNK_SIZE, new_hasher
+from modelsign.hashing import CHUNK_SIZE, check_member_sizes, new_hasher
 from modelsign.manifest import Manifest
 from modelsign.policy import Policy
 from modelsign.verifying import VerifiedModel, check_bundle, read_bundle, verify
@@ -321,6 +322,10 @@ class Guard:
             raise self._refuse(UnsafeLoadError, path, "not a regular file")
         explicit, explicit_errors = self._explicit()
         errors = errors + explicit_errors
+        if vouch is None and not explicit:
+            # Nothing could vouch for any bytes: refuse without reading them
+            # (a multi-GB unsigned file costs nothing to refuse).
+            raise self._unsigned(path, {}, errors)
         types = {v.hash_type for v in explicit}
         if vouch is not None:
             types.add(vouch.hash_type)
@@ -355,7 +360,7 @@ class Guard:
     def _unsigned(
         self, target: str, digests: dict[str, str], errors: list[tuple[Path, VerificationError]]
     ) -> LoadRefusedError:
-        actual = digests.get("sha256") or next(iter(digests.values()))
+        actual = digests.get("sha256") or next(iter(digests.values()), None)
         if errors:
             sig, err = errors[0]
             refusal = self._refuse(
@@ -366,18 +371,33 @@ class Guard:
             )
             refusal.__cause__ = err
             return refusal
+        detail = (
+            f"actual sha256:{digests['sha256']}"
+            if "sha256" in digests
+            else "not read: no FILE.sig, model.sig above it or explicit bundle could vouch for it"
+        )
         return self._refuse(
             UnsignedFileError,
             target,
-            "no bundle signed by a trusted key lists it "
-            f"(actual sha256:{digests.get('sha256', actual)})",
+            f"no bundle signed by a trusted key lists it ({detail})",
             actual=actual,
         )
 
     def _check_archive(self, source: LoadSource, target: str) -> None:
+        """Refuse an ambiguous archive, and one whose compressed members would
+        inflate past their declared size or the limit (the loader inflates
+        them next): each is inflated here once, in bounded chunks."""
         with source.fileobj() as f:
             try:
-                archive.inspect(f, source.size, target)
+                layout = archive.inspect(f, source.size, target)
+                if layout is None:
+                    return
+                check_member_sizes(layout, target)
+                for member in layout.members:
+                    if member.data_range is None:
+                        archive.member_digest(
+                            f, layout, member, hashlib.sha256, target, hashing.MAX_MEMBER_BYTES
+                        )
             except UnsafeArchiveError as e:
                 raise self._refuse(UnsafeLoadError, target, str(e)) from e
 

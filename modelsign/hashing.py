@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from modelsign import archive
 from modelsign.enumerating import ModelFile
-from modelsign.errors import ConfigError, UnsafeModelError
+from modelsign.errors import ConfigError, UnsafeArchiveError, UnsafeModelError
 
 __all__ = [
     "DIGEST_HEX_LENGTH",
@@ -30,6 +30,7 @@ __all__ = [
     "FileDigest",
     "MemberDigest",
     "Progress",
+    "check_member_sizes",
     "hash_file",
     "hash_files",
     "new_hasher",
@@ -93,6 +94,17 @@ class FileDigest:
     members: tuple[MemberDigest, ...] = ()
 
 
+def check_member_sizes(layout: archive.Layout, display: str) -> None:
+    """Refuse an archive member that declares more than :data:`MAX_MEMBER_BYTES`
+    (a zip bomb), whether or not anything inflates it here."""
+    for m in layout.members:
+        if m.size > MAX_MEMBER_BYTES:
+            raise UnsafeArchiveError(
+                f"{display}: member {m.name!r} declares {m.size} bytes, more than the limit "
+                f"of {MAX_MEMBER_BYTES} bytes"
+            )
+
+
 def _open_regular(path: Path, display: str) -> tuple[int, os.stat_result]:
     # O_NOFOLLOW: a symlink swapped in after enumeration is not followed.
     # O_NONBLOCK: a FIFO swapped in does not block the open.
@@ -130,6 +142,8 @@ def hash_file(
     fd, st = _open_regular(file.path, display)
     with os.fdopen(fd, "rb", buffering=0) as f:
         layout = archive.inspect(f, st.st_size, display) if inspect_archive else None
+        if layout is not None:
+            check_member_sizes(layout, display)
         taps: list[tuple[int, int, archive.Member, Hasher]] = []
         if layout is not None and members:
             taps = [
@@ -156,18 +170,19 @@ def hash_file(
         digest = whole.hexdigest()
         if layout is None:
             return FileDigest(file.name, offset, digest)
+        # Compressed members are inflated (bounded, and checked against their
+        # declared size and CRC) even when only verifying: a zip bomb or a
+        # member lying about its size is refused, not left to the loader.
+        inflated = {
+            id(m): archive.member_digest(f, layout, m, factory, display, MAX_MEMBER_BYTES)
+            for m in layout.members
+            if m.data_range is None
+        }
         member_digests: tuple[MemberDigest, ...] = ()
         if members:
             tapped = {id(m): h.hexdigest() for _, _, m, h in taps}
             member_digests = tuple(
-                MemberDigest(
-                    m.name,
-                    m.size,
-                    tapped[id(m)]
-                    if id(m) in tapped
-                    else archive.member_digest(f, layout, m, factory, display, MAX_MEMBER_BYTES),
-                    m.compression,
-                )
+                MemberDigest(m.name, m.size, tapped.get(id(m)) or inflated[id(m)], m.compression)
                 for m in layout.members
             )
         return FileDigest(file.name, offset, digest, layout.kind, member_digests)
