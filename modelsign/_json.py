@@ -9,6 +9,7 @@ of those is refused here, before anything reads the values.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from modelsign.errors import BundleTooLargeError, MalformedBundleError
@@ -29,6 +30,13 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise MalformedBundleError(f"JSON constant {name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value) or math.isnan(value):
+        raise MalformedBundleError(f"JSON number {text} is not finite")
+    return value
 
 
 def _bounded_int(text: str) -> int:
@@ -60,6 +68,7 @@ def loads(data: bytes, what: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
             object_pairs_hook=_no_duplicates,
             parse_constant=_no_constant,
             parse_int=_bounded_int,
+            parse_float=_finite_float,
         )
     except MalformedBundleError as e:
         raise MalformedBundleError(f"{what}: {e}") from e

@@ -239,7 +239,7 @@ class Bundle:
         if not isinstance(obj, dict):
             raise MalformedBundleError("a bundle must be a JSON object")
         media_type = obj.get("mediaType")
-        if media_type not in _MEDIA_TYPES:
+        if not isinstance(media_type, str) or media_type not in _MEDIA_TYPES:
             raise MalformedBundleError(f"mediaType {media_type!r} is not a Sigstore bundle v0.3")
         assert isinstance(media_type, str)
         for key in ("verificationMaterial", "dsseEnvelope"):

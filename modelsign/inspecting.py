@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from modelsign.bundle import CertificateMaterial, KeyMaterial
+from modelsign.bundle import Bundle, CertificateMaterial, KeyMaterial, SigstoreMaterial
+from modelsign.errors import MalformedBundleError
 from modelsign.manifest import Manifest
 from modelsign.verifying import read_bundle
 
@@ -33,29 +34,11 @@ def inspect_bundle(signature: str | os.PathLike[str]) -> dict[str, Any]:
             else hashlib.sha256(material.raw_bytes or b"").hexdigest()
         )
         signer["key_id_source"] = "hint" if material.hint is not None else "rawBytes"
-    elif isinstance(material, CertificateMaterial):
-        from modelsign._backends import certificate as x509  # noqa: PLC0415
-
-        chain = [x509.load_der(c) for c in material.chain]
-        who = x509.identity_of(chain[0])
-        signer["identity"] = who.primary
-        signer["identities"] = list(who.names)
-        signer["chain"] = [c.subject.rfc4514_string() for c in chain]
     else:
-        from modelsign._backends import certificate as x509  # noqa: PLC0415
-        from modelsign._backends import sigstore  # noqa: PLC0415
-
-        who = x509.identity_of(x509.load_der(material.certificate))
-        signer["identity"] = who.primary
-        signer["issuer"] = who.issuer
-        entry = sigstore.log_entry(bundle.raw, str(path))
-        signer["log_index"] = entry["log_index"]
-        integrated = entry["integrated_time"]
-        signer["integrated_time"] = (
-            datetime.datetime.fromtimestamp(integrated, datetime.timezone.utc).isoformat()
-            if isinstance(integrated, int)
-            else None
-        )
+        try:
+            signer.update(_certificate_signer(bundle, path))
+        except Exception as e:  # a malformed certificate must not crash an audit
+            raise MalformedBundleError(f"{path}: certificate: {e}") from e
     return {
         "verified": False,
         "signature": str(path),
@@ -84,4 +67,34 @@ def inspect_bundle(signature: str | os.PathLike[str]) -> dict[str, Any]:
             }
             for r in manifest.resources
         ],
+    }
+
+
+def _certificate_signer(bundle: Bundle, path: Path) -> dict[str, Any]:
+    from modelsign._backends import certificate as x509  # noqa: PLC0415
+
+    material = bundle.material
+    if isinstance(material, CertificateMaterial):
+        chain = [x509.load_der(c) for c in material.chain]
+        who = x509.identity_of(chain[0])
+        return {
+            "identity": who.primary,
+            "identities": list(who.names),
+            "chain": [c.subject.rfc4514_string() for c in chain],
+        }
+    assert isinstance(material, SigstoreMaterial)
+    from modelsign._backends import sigstore  # noqa: PLC0415
+
+    who = x509.identity_of(x509.load_der(material.certificate))
+    entry = sigstore.log_entry(bundle.raw, str(path))
+    integrated = entry["integrated_time"]
+    return {
+        "identity": who.primary,
+        "issuer": who.issuer,
+        "log_index": entry["log_index"],
+        "integrated_time": datetime.datetime.fromtimestamp(
+            integrated, datetime.timezone.utc
+        ).isoformat()
+        if isinstance(integrated, int)
+        else None,
     }

@@ -138,7 +138,7 @@ def _check_key(
         candidates = [k for k in trusted if k == embedded]
     if not candidates:
         raise UntrustedSignerError(
-            f"{source}: signed by key {claimed}, which is not trusted (trusted key ids: {ids})"
+            f"{source}: signed by key {claimed!r}, which is not trusted (trusted key ids: {ids})"
         )
     key = candidates[0]
     envelope = bundle.envelope
@@ -163,10 +163,10 @@ def _check_certificate(
 
     try:
         chain = [x509.load_der(c) for c in material.chain]
-    except ValueError as e:
-        raise MalformedBundleError(f"{source}: a certificate in the chain is not DER: {e}") from e
-    leaf, intermediates = chain[0], chain[1:]
-    who = x509.identity_of(leaf)
+        leaf, intermediates = chain[0], chain[1:]
+        who = x509.identity_of(leaf)
+    except x509.CertificateError as e:
+        raise MalformedBundleError(f"{source}: certificate chain: {e}") from e
     if not trusted:
         raise UntrustedSignerError(
             f"{source}: signed with a certificate for {who.primary!r}, but no CA is trusted"
@@ -202,8 +202,8 @@ def _check_sigstore(
 
     try:
         who = x509.identity_of(x509.load_der(material.certificate))
-    except ValueError as e:
-        raise MalformedBundleError(f"{source}: the Fulcio certificate is not DER: {e}") from e
+    except x509.CertificateError as e:
+        raise MalformedBundleError(f"{source}: the Fulcio certificate: {e}") from e
     claimed = f"{who.primary!r} (issuer {who.issuer})"
     matching = [t for t in trusted if t.identity in who.names and t.issuer == who.issuer]
     if not matching:

@@ -224,7 +224,7 @@ def test_untrusted_key(
     modelsign.sign(model, keypair[0])
     signer = keys.load_public_key(keypair[1]).key_id
     trusted = keys.load_public_key(other_keypair[1]).key_id
-    with pytest.raises(UntrustedSignerError, match=f"signed by key {signer}.*{trusted}"):
+    with pytest.raises(UntrustedSignerError, match=f"signed by key '{signer}'.*{trusted}"):
         modelsign.verify(model, keys=[other_keypair[1]])
 
 

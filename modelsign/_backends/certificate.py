@@ -22,8 +22,16 @@ class ChainError(Exception):
     """The chain does not verify to the given roots (message says why)."""
 
 
+class CertificateError(Exception):
+    """A certificate cannot be parsed or its extensions cannot be read."""
+
+
 def load_der(data: bytes) -> x509.Certificate:
-    return x509.load_der_x509_certificate(data)
+    """Parse a DER certificate; any failure is a :class:`CertificateError`."""
+    try:
+        return x509.load_der_x509_certificate(data)
+    except Exception as e:  # ValueError, InvalidVersion and whatever else a parser raises
+        raise CertificateError(f"not a valid DER certificate: {e}") from e
 
 
 def load_pem_all(data: bytes) -> list[x509.Certificate]:
@@ -85,6 +93,15 @@ class Identity:
 
 
 def identity_of(cert: x509.Certificate) -> Identity:
+    """Who ``cert`` names; extensions are parsed lazily by cryptography, so a
+    malformed or duplicated one surfaces here as a :class:`CertificateError`."""
+    try:
+        return _identity_of(cert)
+    except Exception as e:  # ValueError, DuplicateExtension, ...
+        raise CertificateError(f"cannot read the certificate's identity: {e}") from e
+
+
+def _identity_of(cert: x509.Certificate) -> Identity:
     names: list[str] = []
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
