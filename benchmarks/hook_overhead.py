@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -42,9 +40,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
-_UNITS = {"": 1, "K": 1024, "M": MIB, "G": GIB, "T": 1024 * GIB}
+import _common
+from _common import GIB, MIB, human, load_average, machine, warm_cache
 
 #: The goals: hooked / plain, per size and mode.
 GOAL_TIME = 1.6
@@ -87,25 +84,11 @@ print(json.dumps({"load_s": load_s, "rss_kib": rss_kib, "tensors": len(state),
 
 
 def parse_size(text: str) -> int:
-    """``1073741824``, ``64M``, ``64MiB``, ``1G``, ``1.5GiB``: binary units."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1G, 64M or a byte count)")
-    size = int(float(m.group(1)) * _UNITS[m.group(2)])
-    if size < MIB:
-        raise argparse.ArgumentTypeError(f"size {text!r} is too small (at least 1M)")
-    return size
+    return _common.parse_size(text, MIB)
 
 
 def parse_sizes(text: str) -> list[int]:
     return [parse_size(part) for part in text.split(",") if part.strip()]
-
-
-def human(n: float) -> str:
-    for unit, scale in (("GiB", GIB), ("MiB", MIB), ("KiB", 1024)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n:.0f} B"
 
 
 # --- the child's memory, seen from the parent -----------------------------------------
@@ -247,14 +230,6 @@ def build_model(root: Path, size: int, tensors: int, key: Path) -> Path:
     return path
 
 
-def warm_cache(paths: list[Path]) -> None:
-    buf = bytearray(16 * MIB)
-    for path in paths:
-        with open(path, "rb", buffering=0) as f:
-            while f.readinto(buf):
-                pass
-
-
 # --- report -------------------------------------------------------------------------------
 
 
@@ -330,25 +305,6 @@ def report(sizes: list[int], cells: dict[tuple[int, str, str], Cell]) -> list[st
     return missed
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} logical CPUs, {cpu}, Python {platform.python_version()}"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
-
-
 def source_state() -> str:
     """The commit of the checkout this script is in, and whether it has changes."""
     repo = Path(__file__).resolve().parent.parent
@@ -368,18 +324,6 @@ def source_state() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return f"{head}{' + uncommitted changes' if dirty else ''}"
-
-
-def versions() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = []
-    for dist in ("modelsign", "torch"):
-        try:
-            out.append(f"{dist} {version(dist)}")
-        except PackageNotFoundError:
-            out.append(f"{dist} (not installed)")
-    return ", ".join(out)
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -432,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="modelsign-hook-bench-", dir=args.workdir))
     try:
         print(f"machine:  {machine()}")
-        print(f"versions: {versions()}")
+        print(f"versions: {_common.versions('modelsign', 'torch')}")
         print(f"source:   {source_state()}")
         print(f"workdir:  {root}")
         print(f"load average at start: {load_average()}")

@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -41,31 +39,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
+import _common
+from _common import GIB, MIB, human, load_average, machine, warm_cache
+
 BLOCK = 64 * MIB
 HASH_BUFFER = 16 * MIB
 DIR_FILES = 4
 
-_UNITS = {"": 1, "K": 1024, "M": MIB, "G": GIB, "T": 1024 * GIB}
-
 
 def parse_size(text: str) -> int:
-    """``1073741824``, ``64M``, ``64MiB``, ``1G``, ``1.5GiB``: binary units."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1G, 64M or a byte count)")
-    size = int(float(m.group(1)) * _UNITS[m.group(2)])
-    if size < DIR_FILES:
-        raise argparse.ArgumentTypeError(f"size {text!r} is too small")
-    return size
-
-
-def human(n: int) -> str:
-    for unit, scale in (("GiB", GIB), ("MiB", MIB), ("KiB", 1024)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n} B"
+    return _common.parse_size(text, DIR_FILES)
 
 
 # --- building the models -----------------------------------------------------
@@ -153,14 +136,6 @@ def sha256_files(files: list[Path], workers: int) -> dict[Path, str]:
         return {p: one(p) for p in files}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return dict(zip(files, pool.map(one, files), strict=True))
-
-
-def warm_cache(files: list[Path]) -> None:
-    buf = bytearray(HASH_BUFFER)
-    for path in files:
-        with open(path, "rb", buffering=0) as f:
-            while f.readinto(buf):
-                pass
 
 
 # --- the operations --------------------------------------------------------------
@@ -349,37 +324,6 @@ def report(case_title: str, ops: list[Op], size: int) -> None:
         print(row.rstrip())
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} logical CPUs, {cpu}, Python {platform.python_version()}"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
-
-
-def versions() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = []
-    for dist in ("modelsign", "model-signing"):
-        try:
-            out.append(f"{dist} {version(dist)}")
-        except PackageNotFoundError:
-            out.append(f"{dist} (not installed)")
-    return ", ".join(out)
-
-
 # --- main ------------------------------------------------------------------------------
 
 
@@ -420,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="modelsign-bench-", dir=args.workdir))
     try:
         print(f"machine:  {machine()}")
-        print(f"versions: {versions()}")
+        print(f"versions: {_common.versions('modelsign', 'model-signing')}")
         print(f"workdir:  {root}")
         print(f"load average at start: {load_average()}")
         print(f"building models of {human(size)} each ...", flush=True)
