@@ -122,40 +122,32 @@ def joblib_patches(module: Any) -> list[Patch]:
 # ------------------------------------------------------------------ safetensors
 
 
-def _memfd_only(guard: Guard, filename: Any, what: str) -> LoadSource | None:
-    source = _source(guard, filename, memfd=True, what=what)
-    if source is not None and source.fd is None:
-        source.close()
-        raise UnsafeLoadError(
-            "this loader reads by path and verified loading needs a Linux memfd",
-            target=os.fsdecode(filename),
-            policy=guard.policy.describe(),
-        )
-    return source
+def by_path_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """For loaders that only take a path (safetensors): they get the sealed
+    memfd's path. The handle safe_open returns opens (and maps) the memfd while
+    it is created, so our own descriptor can be closed after the call."""
+
+    def make(orig: Callable[..., Any]) -> Callable[..., Any]:
+        def body(guard: Guard, filename: Any, *args: Any, **kwargs: Any) -> Any:
+            source = _source(guard, filename, memfd=True, what=what)
+            if source is None:
+                return orig(filename, *args, **kwargs)
+            with source, nested():
+                if source.fd is None:
+                    raise UnsafeLoadError(
+                        f"{what} reads by path, and verified loading needs a Linux memfd",
+                        target=os.fsdecode(filename),
+                        policy=guard.policy.describe(),
+                    )
+                return orig(source.path, *args, **kwargs)
+
+        return _wrap(orig, body)
+
+    return make
 
 
-def safetensors_load_file(orig: Callable[..., Any]) -> Callable[..., Any]:
-    def body(guard: Guard, filename: Any, *args: Any, **kwargs: Any) -> Any:
-        source = _memfd_only(guard, filename, "safetensors.torch.load_file")
-        if source is None:
-            return orig(filename, *args, **kwargs)
-        with source, nested():
-            return orig(source.path, *args, **kwargs)
-
-    return _wrap(orig, body)
-
-
-def safe_open(orig: Callable[..., Any]) -> Callable[..., Any]:
-    def body(guard: Guard, filename: Any, *args: Any, **kwargs: Any) -> Any:
-        source = _memfd_only(guard, filename, "safetensors.safe_open")
-        if source is None:
-            return orig(filename, *args, **kwargs)
-        # The handle opens (and maps) the memfd while it is created; our own
-        # descriptor can be closed after that.
-        with source, nested():
-            return orig(source.path, *args, **kwargs)
-
-    return _wrap(orig, body)
+safetensors_load_file = by_path_loader("safetensors.torch.load_file")
+safe_open = by_path_loader("safetensors.safe_open")
 
 
 def safetensors_patches(module: Any) -> list[Patch]:
