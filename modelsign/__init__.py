@@ -7,34 +7,35 @@ Public API::
     with modelsign.enforce(policy): ...    loader hooks on (see modelsign.hooks)
 
 Errors live in :mod:`modelsign.errors`; every one subclasses
-:class:`modelsign.errors.Error`.
+:class:`modelsign.errors.Error`. Names are imported on first use, so that
+``import modelsign`` (and ``modelsign --help``) stays fast.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-
-from modelsign.errors import Error, UsageError, VerificationError
-from modelsign.keys import PrivateKey, PublicKey, generate, load_private_key, load_public_key
-from modelsign.policy import Policy
-from modelsign.signing import SignedModel, sign
-from modelsign.verifying import VerifiedModel, verify
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-
-def enforce(
-    policy: Policy | str | os.PathLike[str] | None = None,
-) -> contextlib.AbstractContextManager[Policy]:
-    """``with modelsign.enforce(policy):`` loader hooks on inside the block.
-
-    See :func:`modelsign.hooks.enforce`.
-    """
-    from modelsign.hooks import enforce as _enforce  # noqa: PLC0415 - keep import light
-
-    return _enforce(policy)
-
+#: public name -> module that defines it
+_LAZY = {
+    "Error": "modelsign.errors",
+    "UsageError": "modelsign.errors",
+    "VerificationError": "modelsign.errors",
+    "PrivateKey": "modelsign.keys",
+    "PublicKey": "modelsign.keys",
+    "generate": "modelsign.keys",
+    "load_private_key": "modelsign.keys",
+    "load_public_key": "modelsign.keys",
+    "Policy": "modelsign.policy",
+    "SignedModel": "modelsign.signing",
+    "sign": "modelsign.signing",
+    "VerifiedModel": "modelsign.verifying",
+    "verify": "modelsign.verifying",
+    "enforce": "modelsign.hooks",
+}
 
 __all__ = [
     "Error",
@@ -53,3 +54,27 @@ __all__ = [
     "sign",
     "verify",
 ]
+
+if TYPE_CHECKING:
+    from modelsign.errors import Error, UsageError, VerificationError
+    from modelsign.hooks import enforce
+    from modelsign.keys import PrivateKey, PublicKey, generate, load_private_key, load_public_key
+    from modelsign.policy import Policy
+    from modelsign.signing import SignedModel, sign
+    from modelsign.verifying import VerifiedModel, verify
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif importlib.util.find_spec(f"modelsign.{name}") is not None:
+        value = importlib.import_module(f"modelsign.{name}")  # modelsign.hooks and the like
+    else:
+        raise AttributeError(f"module 'modelsign' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

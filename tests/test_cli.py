@@ -271,3 +271,22 @@ def test_unsafe_ignore_path_is_a_usage_error(
     result = cli("verify", model, "--key", keypair[1], "--ignore-path", "../a.bin")
     assert result.returncode == 2
     assert "ignore path: unsafe path name '../a.bin'" in result.stderr
+
+
+def test_help_imports_no_crypto_torch_or_sigstore() -> None:
+    """`modelsign --help` stays fast: the package imports its parts lazily."""
+    code = (
+        "import sys\n"
+        "from modelsign.cli import app\n"
+        "try:\n"
+        "    app(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('cryptography', 'torch', 'sigstore', 'numpy')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
