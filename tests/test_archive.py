@@ -12,10 +12,8 @@ import pickle
 import re
 import struct
 import tarfile
-import warnings
 import zipfile
 import zlib
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -24,15 +22,34 @@ from hypothesis import strategies as st
 
 from modelsign.archive import Layout, Member, inspect, member_digest
 from modelsign.errors import UnsafeArchiveError
+from tests.zipkit import (
+    CD_CRC,
+    CD_EXTERNAL,
+    CD_FLAGS,
+    CD_MADE_BY,
+    CD_METHOD,
+    CD_OFFSET,
+    CD_USIZE,
+    EOCD_CD_OFFSET,
+    EOCD_CD_SIZE,
+    EOCD_ON_DISK,
+    LH_CRC,
+    LH_CSIZE,
+    LH_FLAGS,
+    LH_METHOD,
+    LH_USIZE,
+    central_entries,
+    eocd,
+    local_header,
+    make_tar,
+    make_zip,
+    patch,
+    rename,
+    tar_entry,
+)
 
 NAME = "model.bin"
 MB = 1024 * 1024
-
-# Offsets of fields inside the zip structures (APPNOTE.TXT 4.3.7, 4.3.12, 4.3.16).
-LH_FLAGS, LH_METHOD, LH_CRC, LH_CSIZE, LH_USIZE = 6, 8, 14, 18, 22
-CD_MADE_BY, CD_FLAGS, CD_METHOD, CD_CRC, CD_USIZE = 4, 8, 10, 16, 24
-CD_EXTERNAL, CD_OFFSET = 38, 42
-EOCD_ON_DISK, EOCD_TOTAL, EOCD_CD_SIZE, EOCD_CD_OFFSET = 8, 10, 12, 16
 
 
 # --------------------------------------------------------------------------
@@ -67,51 +84,6 @@ def refused(name: str) -> str:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def make_zip(members: Iterable[tuple[str, bytes]], compression: int = zipfile.ZIP_STORED) -> bytes:
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zipfile warns about duplicate names
-        with zipfile.ZipFile(buf, "w", compression) as z:
-            for name, data in members:
-                z.writestr(name, data)
-    return buf.getvalue()
-
-
-def eocd(data: bytes | bytearray) -> int:
-    return bytes(data).rindex(b"PK\x05\x06")
-
-
-def central_entries(data: bytes | bytearray) -> list[int]:
-    """Offsets of the central directory entries (test archives have no comments)."""
-    end = eocd(data)
-    (count,) = struct.unpack_from("<H", data, end + EOCD_TOTAL)
-    (pos,) = struct.unpack_from("<L", data, end + EOCD_CD_OFFSET)
-    offsets = []
-    for _ in range(count):
-        offsets.append(pos)
-        n, e, c = struct.unpack_from("<3H", data, pos + 28)
-        pos += 46 + n + e + c
-    return offsets
-
-
-def local_header(data: bytes | bytearray, index: int) -> int:
-    offset: int = struct.unpack_from("<L", data, central_entries(data)[index] + CD_OFFSET)[0]
-    return offset
-
-
-def patch(data: bytes, offset: int, fmt: str, *values: int) -> bytes:
-    out = bytearray(data)
-    struct.pack_into(fmt, out, offset, *values)
-    return bytes(out)
-
-
-def rename(data: bytes, old: str, new: str, count: int = 2) -> bytes:
-    """Replace a member name in the first ``count`` places (local header, then directory)."""
-    assert len(old) == len(new)
-    assert data.count(old.encode()) == 2
-    return data.replace(old.encode(), new.encode(), count)
 
 
 def shift(data: bytes, prefix: bytes) -> bytes:
@@ -167,29 +139,6 @@ def zip64_by_hand(members: list[tuple[bytes, bytes]]) -> bytes:
     out += struct.pack("<4sLQL", b"PK\x06\x07", 0, record, 1)
     out += struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 2**32 - 1, 2**32 - 1, 0)
     return bytes(out)
-
-
-def make_tar(
-    entries: Iterable[tarfile.TarInfo | tuple[str, bytes]], fmt: int = tarfile.PAX_FORMAT
-) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=fmt) as t:
-        for entry in entries:
-            if isinstance(entry, tarfile.TarInfo):
-                t.addfile(entry)
-            else:
-                info = tarfile.TarInfo(entry[0])
-                info.size = len(entry[1])
-                t.addfile(info, io.BytesIO(entry[1]))
-    return buf.getvalue()
-
-
-def tar_entry(name: str, kind: bytes, **fields: object) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    for key, value in fields.items():
-        setattr(info, key, value)
-    return info
 
 
 BENIGN = [("a.bin", b"alpha" * 10), ("b.bin", b"bravo" * 10)]

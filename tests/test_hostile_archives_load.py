@@ -27,7 +27,6 @@ import random
 import re
 import signal
 import stat
-import struct
 import subprocess
 import sys
 import tarfile
@@ -59,6 +58,20 @@ from modelsign.errors import (
 from modelsign.hashing import FileDigest
 from modelsign.manifest import Manifest, Serialization
 from modelsign.policy import Policy
+from tests.zipkit import (
+    CD_OFFSET,
+    EOCD_ON_DISK,
+    LH_CSIZE,
+    LH_USIZE,
+    central_entries,
+    eocd,
+    local_header,
+    make_tar,
+    make_zip,
+    patch,
+    rename,
+    tar_entry,
+)
 
 MB = 1024 * 1024
 GiB = 1024 * MB
@@ -172,10 +185,6 @@ def sign_as_another_tool(model: Path, key: Path) -> Path:
 # Building blocks of hostile archives: a benign torch checkpoint, re-zipped,
 # then patched at known offsets (APPNOTE.TXT 4.3.7, 4.3.12, 4.3.16).
 
-LH_CSIZE, LH_USIZE = 18, 22
-CD_OFFSET = 42
-EOCD_COUNTS, EOCD_CD_OFFSET = 8, 16
-
 
 @functools.lru_cache(maxsize=1)
 def benign_pt() -> bytes:
@@ -191,72 +200,6 @@ def pt_members() -> list[tuple[str, bytes]]:
 
 def data_pkl(members: list[tuple[str, bytes]]) -> str:
     return next(name for name, _ in members if name.endswith("/data.pkl"))
-
-
-def make_zip(members: list[tuple[str, bytes]], compression: int = zipfile.ZIP_STORED) -> bytes:
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zipfile warns about duplicate names
-        with zipfile.ZipFile(buf, "w", compression) as z:
-            for name, data in members:
-                z.writestr(name, data)
-    return buf.getvalue()
-
-
-def eocd(data: bytes) -> int:
-    return data.rindex(b"PK\x05\x06")
-
-
-def central_entries(data: bytes) -> list[int]:
-    end = eocd(data)
-    (count,) = struct.unpack_from("<H", data, end + EOCD_COUNTS + 2)
-    (pos,) = struct.unpack_from("<L", data, end + EOCD_CD_OFFSET)
-    offsets = []
-    for _ in range(count):
-        offsets.append(pos)
-        n, e, c = struct.unpack_from("<3H", data, pos + 28)
-        pos += 46 + n + e + c
-    return offsets
-
-
-def local_header(data: bytes, index: int) -> int:
-    offset: int = struct.unpack_from("<L", data, central_entries(data)[index] + CD_OFFSET)[0]
-    return offset
-
-
-def patch(data: bytes, offset: int, fmt: str, *values: int) -> bytes:
-    out = bytearray(data)
-    struct.pack_into(fmt, out, offset, *values)
-    return bytes(out)
-
-
-def rename(data: bytes, old: str, new: str, count: int = 2) -> bytes:
-    """Rename a member in its local header (count=1) or in both places (count=2)."""
-    assert len(old) == len(new)
-    assert data.count(old.encode()) == 2, "the name must occur only in its two headers"
-    return data.replace(old.encode(), new.encode(), count)
-
-
-def make_tar(entries: list[tarfile.TarInfo | tuple[str | tarfile.TarInfo, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for entry in entries:
-            if isinstance(entry, tarfile.TarInfo):
-                t.addfile(entry)
-                continue
-            head, data = entry
-            info = head if isinstance(head, tarfile.TarInfo) else tarfile.TarInfo(head)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def tar_entry(name: str, kind: bytes, **fields: object) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    for key, value in fields.items():
-        setattr(info, key, value)
-    return info
 
 
 def benign_tar_entries() -> list[tarfile.TarInfo | tuple[str | tarfile.TarInfo, bytes]]:
@@ -311,7 +254,7 @@ def zip_end_record_count_mismatch(marker: Path) -> bytes:
     data = make_zip([*base, ("zz/hidden.pkl", evil_pickle(marker))])
     # The end record counts one entry less: the last one is hidden from readers
     # that trust the count.
-    return patch(data, eocd(data) + EOCD_COUNTS, "<HH", len(base), len(base))
+    return patch(data, eocd(data) + EOCD_ON_DISK, "<HH", len(base), len(base))
 
 
 def zip_overlapping_entries(marker: Path) -> bytes:
