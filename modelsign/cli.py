@@ -162,14 +162,15 @@ def sign(
         Path | None, typer.Option(help="Private key (PEM); with --certificate, the leaf's key.")
     ] = None,
     signature: Annotated[
-        Path | None, typer.Option(help="Bundle path [default: MODEL/model.sig or MODEL.sig].")
+        Path | None,
+        typer.Option(help="Bundle path (default: MODEL/model.sig, or MODEL.sig beside a file)."),
     ] = None,
     hash_type: Annotated[str, typer.Option("--hash", help="sha256, blake2b or blake3.")] = "sha256",
     ignore_path: Annotated[
         list[str] | None, typer.Option(help="A relative path to leave unsigned (repeatable).")
     ] = None,
     passphrase_file: Annotated[
-        Path | None, typer.Option(help="Passphrase of an encrypted key [or MODELSIGN_PASSPHRASE].")
+        Path | None, typer.Option(help="Passphrase of an encrypted key (or MODELSIGN_PASSPHRASE).")
     ] = None,
     certificate: Annotated[
         Path | None, typer.Option(help="Leaf certificate (PEM) of --key: certificate method.")
@@ -259,7 +260,8 @@ def verify(
         Path | None, typer.Option(help="Trusted root CA (PEM) for the certificate method.")
     ] = None,
     signature: Annotated[
-        Path | None, typer.Option(help="Bundle path [default: MODEL/model.sig or MODEL.sig].")
+        Path | None,
+        typer.Option(help="Bundle path (default: MODEL/model.sig, or MODEL.sig beside a file)."),
     ] = None,
     ignore_path: Annotated[
         list[str] | None, typer.Option(help="A relative path to leave unchecked (repeatable).")

@@ -290,3 +290,10 @@ def test_help_imports_no_crypto_torch_or_sigstore() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("command", ["sign", "verify"])
+def test_help_shows_defaults_that_rich_markup_could_eat(command: str) -> None:
+    result = cli(command, "--help", env={"COLUMNS": "200"})
+    assert result.returncode == 0
+    assert "MODEL/model.sig" in result.stdout
