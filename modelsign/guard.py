@@ -83,7 +83,9 @@ class LoadSource:
         if self.data is not None:
             return io.BytesIO(self.data)
         assert self.fd is not None
-        return open(os.dup(self.fd), "rb", closefd=True)
+        # A new open file description, at offset 0: a dup() would share (and
+        # inherit) the offset another reader of the memfd left behind.
+        return open(os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), "rb", closefd=True)
 
     def close(self) -> None:
         if self.fd is not None:
@@ -115,9 +117,10 @@ class _Vouch:
         digests = self.manifest.digests()
         if self.name in digests:
             return digests[self.name]
-        # A single-file bundle may name its file '.' (model_signing) or by name.
-        if len(digests) == 1 and self.name != SINGLE_FILE_NAME:
-            return digests.get(SINGLE_FILE_NAME)
+        # A single-file bundle names its file '.' (model_signing): it vouches
+        # for that one file only, the one it was signed as.
+        if list(digests) == [SINGLE_FILE_NAME] and self.name == self.manifest.model_name:
+            return digests[SINGLE_FILE_NAME]
         return None
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
+from modelsign.errors import ConfigError
 from modelsign.guard import Guard
 from modelsign.hooks import _loaders, _pickle
 from modelsign.hooks._common import current_guard, set_guard
@@ -49,6 +50,9 @@ _TARGETS: dict[str, Callable[[ModuleType], list[Patch]]] = {
     "safetensors.torch": _loaders.safetensors_patches,
     "transformers.modeling_utils": _loaders.transformers_patches,
     "transformers.modeling_layers": _loaders.transformers_patches,
+    "transformers.models.auto.auto_factory": _loaders.transformers_patches,
+    "transformers.models.auto.configuration_auto": _loaders.transformers_patches,
+    "transformers.models.auto.tokenization_auto": _loaders.transformers_patches,
 }
 
 _lock = threading.RLock()
@@ -188,13 +192,22 @@ def status() -> dict[str, Any]:
 def enforce(policy: Policy | str | os.PathLike[str] | None = None) -> Iterator[Policy]:
     """Enforcement on inside the ``with`` block; the previous state after it."""
     previous = current_guard()
+    if previous is not None:
+        # The guard is process-wide: a block must not swap, widen or weaken
+        # the policy other threads are loading under.
+        requested = _as_policy(policy) if policy is not None else previous.policy
+        if requested != previous.policy:
+            raise ConfigError(
+                f"enforcement is already active under {previous.policy.describe()}; "
+                "a nested enforce() cannot change the policy"
+            )
+        yield previous.policy
+        return
     install(policy)
     guard = current_guard()
     assert guard is not None
     try:
         yield guard.policy
     finally:
-        if previous is None:
+        if current_guard() is guard:  # not if someone re-installed meanwhile
             uninstall()
-        else:
-            set_guard(previous)

@@ -41,7 +41,7 @@ def _source(guard: Guard, f: Any, *, memfd: bool, what: str) -> LoadSource | Non
 def _wrap(orig: Callable[..., Any], body: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(orig)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        guard = active()
+        guard = active(args[0] if args else next(iter(kwargs.values()), None))
         if guard is None:
             return orig(*args, **kwargs)
         return body(guard, *args, **kwargs)
@@ -62,7 +62,7 @@ def torch_load(orig: Callable[..., Any]) -> Callable[..., Any]:
         source = _source(guard, f, memfd=mmap, what="torch.load")
         if source is None:
             return orig(f, *args, **kwargs)
-        with source, nested():
+        with source, nested(source):
             if source.fd is not None:
                 return orig(source.path, *args, **kwargs)
             if mmap:  # no memfd on this platform: load from memory instead
@@ -87,12 +87,16 @@ def mmap_mode_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., 
     joblib.load. A memory-mapped load reads the sealed memfd by path."""
 
     def make(orig: Callable[..., Any]) -> Callable[..., Any]:
-        def body(guard: Guard, file: Any, *args: Any, **kwargs: Any) -> Any:
+        def body(guard: Guard, *args: Any, **kwargs: Any) -> Any:
+            if args:
+                file, args = args[0], args[1:]
+            else:  # numpy.load(file=...), joblib.load(filename=...)
+                file = kwargs.pop("file", None) if "file" in kwargs else kwargs.pop("filename")
             mmap_mode = kwargs.get("mmap_mode", args[0] if args else None)
             source = _source(guard, file, memfd=mmap_mode is not None, what=what)
             if source is None:
                 return orig(file, *args, **kwargs)
-            with source, nested():
+            with source, nested(source):
                 target = source.path if source.fd is not None else source.fileobj()
                 return orig(target, *args, **kwargs)
 
@@ -132,7 +136,7 @@ def by_path_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., An
             source = _source(guard, filename, memfd=True, what=what)
             if source is None:
                 return orig(filename, *args, **kwargs)
-            with source, nested():
+            with source, nested(source):
                 if source.fd is None:
                     raise UnsafeLoadError(
                         f"{what} reads by path, and verified loading needs a Linux memfd",
@@ -165,7 +169,7 @@ def safetensors_patches(module: Any) -> list[Patch]:
 def from_pretrained(orig: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(orig)
     def wrapper(cls: Any, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
-        guard = active()
+        guard = active(pretrained_model_name_or_path)
         digests: tuple[str, frozenset[str]] | None = None
         if guard is not None:
             directory = _local_directory(pretrained_model_name_or_path, kwargs)
@@ -254,8 +258,12 @@ def transformers_patches(module: Any) -> list[Patch]:
             out.append((module, name, safetensors_load_file(getattr(module, name))))
     if getattr(module, "_safe_load_bytes", None) is not None:
         out.append((module, "_safe_load_bytes", safe_load_bytes(module._safe_load_bytes)))
-    model = getattr(module, "PreTrainedModel", None)
-    if model is not None and "from_pretrained" in vars(model):
-        func = vars(model)["from_pretrained"].__func__
-        out.append((model, "from_pretrained", classmethod(from_pretrained(func))))
+    # The Auto* classes resolve (and, with trust_remote_code, import) the
+    # directory's Python before PreTrainedModel.from_pretrained runs: the
+    # whole directory is verified at their entry too.
+    for name in ("PreTrainedModel", "_BaseAutoModelClass", "AutoConfig", "AutoTokenizer"):
+        cls = getattr(module, name, None)
+        if cls is not None and isinstance(vars(cls).get("from_pretrained"), classmethod):
+            func = vars(cls)["from_pretrained"].__func__
+            out.append((cls, "from_pretrained", classmethod(from_pretrained(func))))
     return out

@@ -9,6 +9,7 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
+from modelsign.errors import UnsafeLoadError
 from modelsign.guard import Guard, _fd_path, _fileno
 from modelsign.hooks._common import active, checked, nested
 
@@ -26,6 +27,13 @@ def _verified_stream(guard: Guard, file: Any, what: str) -> Any:
     """
     fd = _fileno(file)
     if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
+        where = _fd_path(fd)
+        if where is not None:  # a named FIFO or a device: a path on disk, not IPC
+            raise UnsafeLoadError(
+                "not a regular file: a FIFO or device cannot be verified before it is read",
+                target=where,
+                policy=guard.policy.describe(),
+            )
         return file
     if fd is None:
         if not guard.policy.pickle_loads:
@@ -44,18 +52,27 @@ def _verified_stream(guard: Guard, file: Any, what: str) -> Any:
         return source.fileobj()
 
 
+def _hand_back(stream: Any, file: Any) -> None:
+    """After unpickling from our verified copy: leave the caller's file where
+    the pickle ended, as pickle.load would, and close the copy."""
+    if stream is file:
+        return
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        file.seek(stream.tell())
+    stream.close()
+
+
 def wrap_load(orig: Callable[..., Any], what: str) -> Callable[..., Any]:
     def load(file: Any, *args: Any, **kwargs: Any) -> Any:
-        guard = active()
+        guard = active(file)
         if guard is None:
             return orig(file, *args, **kwargs)
         stream = _verified_stream(guard, file, what)
-        with nested():
-            result = orig(stream, *args, **kwargs)
-        if stream is not file:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                file.seek(stream.tell())
-        return result
+        try:
+            with nested():
+                return orig(stream, *args, **kwargs)
+        finally:
+            _hand_back(stream, file)
 
     load.__wrapped__ = orig  # type: ignore[attr-defined]
     load.__name__ = getattr(orig, "__name__", "load")
@@ -65,7 +82,7 @@ def wrap_load(orig: Callable[..., Any], what: str) -> Callable[..., Any]:
 
 def wrap_loads(orig: Callable[..., Any], what: str) -> Callable[..., Any]:
     def loads(data: Any, /, *args: Any, **kwargs: Any) -> Any:
-        guard = active()
+        guard = active(data)
         if guard is not None and guard.policy.pickle_loads:
             raw = bytes(data)
             if checked(guard, lambda: guard.open_memory(raw, what=what)) is not None:
@@ -84,7 +101,7 @@ def wrap_loads(orig: Callable[..., Any], what: str) -> Callable[..., Any]:
 def wrap_unpickler(orig: type, what: str) -> type:
     class Unpickler(orig):  # type: ignore[misc]
         def __init__(self, file: Any, *args: Any, **kwargs: Any) -> None:
-            guard = active()
+            guard = active(file)
             self._modelsign_file = file
             if guard is not None:
                 file = _verified_stream(guard, file, what)
@@ -92,12 +109,11 @@ def wrap_unpickler(orig: type, what: str) -> type:
             super().__init__(file, *args, **kwargs)
 
         def load(self) -> Any:
-            with nested():
-                result = super().load()
-            if self._modelsign_stream is not self._modelsign_file:
-                with contextlib.suppress(OSError, ValueError, AttributeError):
-                    self._modelsign_file.seek(self._modelsign_stream.tell())
-            return result
+            try:
+                with nested():
+                    return super().load()
+            finally:
+                _hand_back(self._modelsign_stream, self._modelsign_file)
 
     Unpickler.__name__ = orig.__name__
     Unpickler.__qualname__ = orig.__qualname__
