@@ -29,7 +29,6 @@ from modelsign.errors import (
     ConfigError,
     Error,
     InvalidSignatureError,
-    KeyLoadError,
     MalformedBundleError,
     Mismatch,
     MissingSignatureError,
@@ -184,7 +183,7 @@ def _check_certificate(
         try:
             key = PublicKey(leaf.public_key(), f"{source}: leaf certificate")
             algorithm = key.algorithm
-        except (KeyLoadError, TypeError) as e:
+        except Exception as e:  # KeyLoadError, UnsupportedAlgorithm, ...
             raise UntrustedSignerError(f"{source}: unsupported leaf key: {e}") from e
         envelope = bundle.envelope
         if not key.verify(envelope.signature, pae(envelope.payload_type, envelope.payload)):

@@ -160,3 +160,21 @@ def test_auto_classes_verify_the_directory_first(
         (model / "config.json").write_text(json.dumps(changed))
         with pytest.raises(LoadRefusedError, match="config.json"):
             AutoConfig.from_pretrained(model)
+
+
+def test_torch_global_mmap_default_is_honoured(
+    policy: Policy, tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    from torch.utils.serialization import config
+
+    model = tmp_path / "model"
+    model.mkdir()
+    torch.save({"w": torch.arange(4.0)}, model / "w.pt")
+    modelsign.sign(model, keypair[0])
+    before = config.load.mmap
+    config.load.mmap = True  # torch's config proxy: set and restore, not monkeypatch
+    try:
+        with hooks.enforce(policy):  # no mmap= argument: torch's default says mmap
+            assert torch.equal(torch.load(model / "w.pt")["w"], torch.arange(4.0))
+    finally:
+        config.load.mmap = before

@@ -72,9 +72,9 @@ def verify_dsse(bundle_bytes: bytes, identity: str, issuer: str, root: Path, sou
     verifier = Verifier(trusted_root=_trusted_root(root))
     try:
         _, payload = verifier.verify_dsse(bundle, Identity(identity=identity, issuer=issuer))
-    except SigstoreError as e:
+    except Exception as e:  # sigstore's errors, and anything else it lets through
         message = str(e)
-        if "invalid signature" in message.lower():
+        if isinstance(e, SigstoreError) and "invalid signature" in message.lower():
             raise InvalidSignatureError(f"{source}: {message}") from e
         raise UntrustedSignerError(
             f"{source}: does not verify under the trusted root {root}: {message}"

@@ -58,7 +58,10 @@ def torch_load(orig: Callable[..., Any]) -> Callable[..., Any]:
             # torch forwards these to safetensors.torch.load_file, which is
             # hooked itself and verifies the file.
             return orig(f, *args, **kwargs)
-        mmap = bool(kwargs.get("mmap"))
+        mmap = kwargs.get("mmap")
+        if mmap is None:  # torch's own default, torch.utils.serialization.config.load.mmap
+            mmap = _torch_mmap_default()
+        mmap = bool(mmap)
         source = _source(guard, f, memfd=mmap, what="torch.load")
         if source is None:
             return orig(f, *args, **kwargs)
@@ -70,6 +73,15 @@ def torch_load(orig: Callable[..., Any]) -> Callable[..., Any]:
             return orig(source.fileobj(), *args, **kwargs)
 
     return _wrap(orig, body)
+
+
+def _torch_mmap_default() -> bool:
+    try:
+        from torch.utils.serialization import config  # noqa: PLC0415 - torch is loaded here
+
+        return bool(config.load.mmap)
+    except (ImportError, AttributeError):
+        return False
 
 
 def torch_patches(module: Any) -> list[Patch]:
