@@ -78,9 +78,16 @@ def _read_passphrase(passphrase_file: Path | None) -> bytes | None:
 
 
 @contextlib.contextmanager
-def _progress(total: int, label: str, quiet: bool) -> Iterator[Any]:
-    """A rich progress bar on a terminal; nothing otherwise."""
-    if quiet or not sys.stderr.isatty() or total < 64 * 1024 * 1024:
+def _progress(model: Path, label: str, quiet: bool) -> Iterator[Any]:
+    """A rich progress bar on a terminal for a large model; nothing otherwise.
+
+    The model's size is only measured when a bar could be shown, so a quiet or
+    piped run does not walk the tree an extra time."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    total = _model_bytes(model)
+    if total < 64 * 1024 * 1024:
         yield None
         return
     from rich.progress import (  # noqa: PLC0415 - only on a terminal
@@ -212,7 +219,7 @@ def sign(
             if use_sigstore
             else None
         )
-        with _progress(_model_bytes(model), "signing", quiet) as progress:
+        with _progress(model, "signing", quiet) as progress:
             result = do_sign(
                 model,
                 key,
@@ -302,7 +309,7 @@ def verify(
                 "trust is never implicit"
             )
         del offline  # verification never uses the network
-        with _progress(_model_bytes(model), "verifying", quiet or json_output) as progress:
+        with _progress(model, "verifying", quiet or json_output) as progress:
             result = do_verify(
                 model,
                 keys=key or (),
