@@ -9,8 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -77,31 +80,86 @@ def _read_passphrase(passphrase_file: Path | None) -> bytes | None:
     return env.encode("utf-8") if env else None
 
 
-@contextlib.contextmanager
-def _progress(model: Path, label: str, quiet: bool) -> Iterator[Any]:
-    """A rich progress bar on a terminal for a large model; nothing otherwise.
+class _Reporter:
+    """Progress (files and bytes) for a run that lasts: nothing is shown, and
+    rich is not even imported, until hashing has taken :attr:`delay` seconds.
+    Called from the hashing threads (see :class:`modelsign.hashing.Progress`)."""
 
-    The model's size is only measured when a bar could be shown, so a quiet or
-    piped run does not walk the tree an extra time."""
+    delay = 1.0
+
+    def __init__(
+        self, label: str, console: Any = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.label = label
+        self._console = console
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._t0 = clock()
+        self.files = self.files_total = self.bytes = self.bytes_total = 0
+        self.bar: Any = None
+        self._task: Any = None
+
+    def start(self, files: int, nbytes: int) -> None:
+        with self._lock:
+            self.files_total, self.bytes_total = files, nbytes
+
+    def advance(self, nbytes: int) -> None:
+        with self._lock:
+            self.bytes += nbytes
+            self._tick()
+
+    def file_done(self) -> None:
+        with self._lock:
+            self.files += 1
+            self._tick()
+
+    def _tick(self) -> None:
+        if self.bar is None:
+            if self._clock() - self._t0 < self.delay:
+                return
+            self._open()
+        self.bar.update(self._task, completed=self.bytes, files=self.files)
+
+    def _open(self) -> None:
+        from rich.progress import (  # noqa: PLC0415 - only for a run that lasts
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn(f"{{task.fields[files]}}/{self.files_total} files"),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+            console=self._console or _stderr_console(),
+        )
+        self._task = self.bar.add_task(self.label, total=self.bytes_total, files=self.files)
+        self.bar.start()
+
+    def close(self) -> None:
+        with self._lock:
+            if self.bar is not None:
+                self.bar.stop()
+
+
+@contextlib.contextmanager
+def _progress(label: str, quiet: bool) -> Iterator[_Reporter | None]:
+    """Progress on a terminal for a run over a second; nothing otherwise."""
     if quiet or not sys.stderr.isatty():
         yield None
         return
-    total = _model_bytes(model)
-    if total < 64 * 1024 * 1024:
-        yield None
-        return
-    from rich.progress import (  # noqa: PLC0415 - only on a terminal
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True, console=_stderr_console()) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.update(task, advance=n)
+    reporter = _Reporter(label)
+    try:
+        yield reporter
+    finally:
+        reporter.close()
 
 
 def _stderr_console() -> Any:
@@ -110,15 +168,18 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
-def _model_bytes(model: Path) -> int:
-    if model.is_file():
-        return model.stat().st_size
-    total = 0
-    for root, _, files in os.walk(model):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
+_SIZE = re.compile(r"([0-9]+)(?:([KMGT])(?:i?B)?|B)?", re.IGNORECASE)
+
+
+def _parse_size(text: str | None) -> int | None:
+    """Bytes from ``1000000``, ``500M``/``500MiB`` or ``1G``/``1GiB`` (powers of 1024)."""
+    if text is None:
+        return None
+    m = _SIZE.fullmatch(text.strip())
+    if m is None or int(m[1]) == 0:
+        raise UsageError(f"--shard-size {text!r}: give a positive size, such as 1000000 or 1G")
+    unit: int = 1024 ** "_KMGT".index((m[2] or "_").upper())
+    return int(m[1]) * unit
 
 
 @app.command()
@@ -202,6 +263,13 @@ def sign(
     trust_config: Annotated[
         Path | None, typer.Option(help="ClientTrustConfig JSON of a private Sigstore.")
     ] = None,
+    shard_size: Annotated[
+        str | None,
+        typer.Option(
+            help="Hash files in shards of this many bytes (OMS method 'shards'), e.g. 1G, "
+            "500M, 1000000: a large file is hashed on every core."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Sign a model: hash every file and write an OMS v1.0 bundle.
@@ -219,7 +287,7 @@ def sign(
             if use_sigstore
             else None
         )
-        with _progress(model, "signing", quiet) as progress:
+        with _progress("signing", quiet) as progress:
             result = do_sign(
                 model,
                 key,
@@ -231,8 +299,9 @@ def sign(
                 certificate=certificate,
                 certificate_chain=certificate_chain or (),
                 sigstore=keyless,
+                shard_size=_parse_size(shard_size),
             )
-        count = len(result.manifest.resources)
+        count = len(result.manifest.file_fingerprints())
         typer.echo(
             f"signed {model} ({count} file{'s' if count != 1 else ''}) -> {result.signature}"
         )
@@ -309,7 +378,7 @@ def verify(
                 "trust is never implicit"
             )
         del offline  # verification never uses the network
-        with _progress(model, "verifying", quiet or json_output) as progress:
+        with _progress("verifying", quiet or json_output) as progress:
             result = do_verify(
                 model,
                 keys=key or (),
@@ -336,6 +405,8 @@ def verify(
                         "issuer": signer.issuer,
                         "trust_root": signer.trust_root,
                         "hash_type": result.hash_type,
+                        "serialization": result.manifest.serialization.method,
+                        "shard_size": result.manifest.serialization.shard_size,
                         "root_digest": result.root_digest,
                         "files": list(result.files),
                     },

@@ -127,16 +127,19 @@ class Mismatch:
     actual: str | None = None
     #: For an archive with a digest mismatch: which members differ (diagnostics).
     members: tuple[str, ...] = ()
+    #: What ``expected`` and ``actual`` are: a ``digest``, or (shard mode) a
+    #: file's ``size``, or for a missing file its ``shards``.
+    what: str = "digest"
 
     def describe(self) -> str:
         name = self.name
         if not unicodedata.is_normalized("NFC", name) or not name.isprintable():
             name = f"{name} {name!a}"  # tell look-alike names apart
         if self.kind == "digest":
-            text = f"{name}: digest mismatch: expected {self.expected}, actual {self.actual}"
+            text = f"{name}: {self.what} mismatch: expected {self.expected}, actual {self.actual}"
             return "".join([text, *(f"\n    {m}" for m in self.members)])
         if self.kind == "missing":
-            return f"{name}: missing: signed with digest {self.expected}, not on disk"
+            return f"{name}: missing: signed with {self.what} {self.expected}, not on disk"
         return f"{name}: extra file: on disk but not in the signed manifest"
 
 

@@ -44,7 +44,7 @@ from modelsign.errors import (
     UntrustedBundleError,
     VerificationError,
 )
-from modelsign.hashing import CHUNK_SIZE, check_member_sizes, new_hasher
+from modelsign.hashing import CHUNK_SIZE, check_member_sizes, new_scheme_hasher
 from modelsign.manifest import Manifest
 from modelsign.policy import Policy
 from modelsign.verifying import VerifiedModel, check_bundle, read_bundle, verify
@@ -109,12 +109,18 @@ class _Vouch:
 
     @property
     def hash_type(self) -> str:
-        return self.manifest.serialization.hash_type
+        """The hash scheme: the hash type, with the shard size in shard mode."""
+        return self.manifest.serialization.scheme
+
+    def vouches_for(self, digests: dict[str, str]) -> bool:
+        """Whether the file whose digests (by scheme) are ``digests`` is one
+        of this bundle's files (an explicit bundle matches by digest)."""
+        return digests[self.hash_type] in self.manifest.file_fingerprints().values()
 
     def expected(self) -> str | None:
         if self.name is None:
             return None
-        digests = self.manifest.digests()
+        digests = self.manifest.file_fingerprints()
         if self.name in digests:
             return digests[self.name]
         # A single-file bundle names its file '.' (model_signing): it vouches
@@ -292,7 +298,7 @@ class Guard:
         explicit, errors = self._explicit()
         types = {v.hash_type for v in explicit} or {"sha256"}
         digests = _hash_bytes(data, types)
-        if any(digests[v.hash_type] in v.manifest.digests().values() for v in explicit):
+        if any(v.vouches_for(digests) for v in explicit):
             source = LoadSource(data=data)
             self._check_archive(source, what)
             return source
@@ -343,7 +349,7 @@ class Guard:
                 if actual == expected:
                     self._check_archive(source, path)
                     return source
-                if not any(digests[v.hash_type] in v.manifest.digests().values() for v in explicit):
+                if not any(v.vouches_for(digests) for v in explicit):
                     raise self._refuse(
                         FileDigestMismatchError,
                         path,
@@ -352,7 +358,7 @@ class Guard:
                         expected,
                         actual,
                     )
-            if any(digests[v.hash_type] in v.manifest.digests().values() for v in explicit):
+            if any(v.vouches_for(digests) for v in explicit):
                 self._check_archive(source, path)
                 return source
             raise self._unsigned(path, digests, errors)
@@ -448,7 +454,7 @@ def _memfd_capture(src: int, hash_types: set[str]) -> tuple[int, dict[str, str]]
     import fcntl  # noqa: PLC0415 - Linux only
 
     out = os.memfd_create("modelsign-verified", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    hashers = [new_hasher(t)() for t in sorted(hash_types)]
+    hashers = [new_scheme_hasher(t)() for t in sorted(hash_types)]
     buffers = [bytearray(_PIPE_CHUNK), bytearray(_PIPE_CHUNK)]
     pending: list[Future[None] | None] = [None, None]
 
@@ -489,7 +495,7 @@ def _memfd_capture(src: int, hash_types: set[str]) -> tuple[int, dict[str, str]]
 def _hash_bytes(data: bytes, hash_types: set[str]) -> dict[str, str]:
     result = {}
     for t in hash_types:
-        h = new_hasher(t)()
+        h = new_scheme_hasher(t)()
         h.update(data)
         result[t] = h.hexdigest()
     return result

@@ -27,13 +27,20 @@ from modelsign.errors import ConfigError, UnsafeArchiveError, UnsafeModelError
 __all__ = [
     "DIGEST_HEX_LENGTH",
     "HASH_TYPES",
+    "NO_SHARDS",
     "FileDigest",
     "MemberDigest",
     "Progress",
+    "ShardDigest",
     "check_member_sizes",
     "hash_file",
     "hash_files",
     "new_hasher",
+    "new_scheme_hasher",
+    "parse_shard_fingerprint",
+    "scheme",
+    "shard_fingerprint",
+    "shard_ranges",
 ]
 
 HASH_TYPES: tuple[str, ...] = ("sha256", "blake2b", "blake3")
@@ -42,8 +49,21 @@ CHUNK_SIZE = 4 * 1024 * 1024
 #: Compressed archive members inflating past this are refused (zip bombs).
 MAX_MEMBER_BYTES = 64 * 1024**3
 
-#: Called with a number of bytes just hashed; must be thread-safe.
-Progress = Callable[[int], None]
+#: The file fingerprint of an empty file in shard mode (it has no shard).
+NO_SHARDS = "empty"
+
+
+class Progress(Protocol):
+    """Told how hashing advances; called from several threads at once."""
+
+    def start(self, files: int, nbytes: int) -> None:
+        """Before anything is read: how many files and bytes will be hashed."""
+
+    def advance(self, nbytes: int) -> None:
+        """``nbytes`` more bytes were hashed."""
+
+    def file_done(self) -> None:
+        """One more file is completely hashed."""
 
 
 class Hasher(Protocol):
@@ -73,6 +93,92 @@ def new_hasher(hash_type: str) -> Callable[[], Hasher]:
     raise ConfigError(f"unknown hash type {hash_type!r}; choose one of {', '.join(HASH_TYPES)}")
 
 
+def scheme(hash_type: str, shard_size: int | None = None) -> str:
+    """A name for "how a file is hashed": ``sha256``, or ``sha256/shards/N``."""
+    return hash_type if shard_size is None else f"{hash_type}/shards/{shard_size}"
+
+
+def _parse_scheme(name: str) -> tuple[str, int | None]:
+    hash_type, _, rest = name.partition("/shards/")
+    return hash_type, (int(rest) if rest else None)
+
+
+def shard_ranges(size: int, shard_size: int) -> list[tuple[int, int]]:
+    """The OMS shards of a file of ``size`` bytes: ``[0, s), [s, 2s), ...``,
+    the last one shorter; none for an empty file."""
+    return [(start, min(start + shard_size, size)) for start in range(0, size, shard_size)]
+
+
+@dataclass(frozen=True)
+class ShardDigest:
+    """The digest of the bytes ``[start, end)`` of a file."""
+
+    start: int
+    end: int
+    digest: str
+
+
+def shard_fingerprint(shards: Sequence[ShardDigest]) -> str:
+    """One string for all the shards of a file, compared as a whole (a file
+    with no shard, i.e. an empty one, is :data:`NO_SHARDS`)."""
+    return ";".join(f"{s.start}:{s.end}:{s.digest}" for s in shards) or NO_SHARDS
+
+
+def parse_shard_fingerprint(fingerprint: str) -> list[ShardDigest]:
+    """The shards of a :func:`shard_fingerprint` (none for :data:`NO_SHARDS`)."""
+    if fingerprint == NO_SHARDS:
+        return []
+    shards = []
+    for part in fingerprint.split(";"):
+        start, end, digest = part.split(":")
+        shards.append(ShardDigest(int(start), int(end), digest))
+    return shards
+
+
+class _ShardedHasher:
+    """Hashes a stream as consecutive shards; ``hexdigest`` is the file fingerprint."""
+
+    def __init__(self, factory: Callable[[], Hasher], shard_size: int) -> None:
+        self._factory = factory
+        self._size = shard_size
+        self._done: list[ShardDigest] = []
+        self._current: Hasher | None = None
+        self._offset = 0
+        self._start = 0
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            if self._current is None:
+                self._current, self._start = self._factory(), self._offset
+            room = self._start + self._size - self._offset
+            part, view = view[:room], view[room:]
+            self._current.update(part)
+            self._offset += len(part)
+            if self._offset - self._start == self._size:
+                self._finish()
+
+    def _finish(self) -> None:
+        assert self._current is not None
+        self._done.append(ShardDigest(self._start, self._offset, self._current.hexdigest()))
+        self._current = None
+
+    def hexdigest(self) -> str:
+        if self._current is not None:
+            self._finish()
+        return shard_fingerprint(self._done)
+
+
+def new_scheme_hasher(name: str) -> Callable[[], Hasher]:
+    """A factory of streaming hashers for a :func:`scheme`: their
+    ``hexdigest`` is the file's digest, or its shard fingerprint."""
+    hash_type, shard_size = _parse_scheme(name)
+    factory = new_hasher(hash_type)
+    if shard_size is None:
+        return factory
+    return lambda: _ShardedHasher(factory, shard_size)
+
+
 @dataclass(frozen=True)
 class MemberDigest:
     """The digest of one archive member's uncompressed content."""
@@ -92,6 +198,13 @@ class FileDigest:
     digest: str
     archive: str | None = None
     members: tuple[MemberDigest, ...] = ()
+    #: In shard mode, the digests of the file's shards (``()`` for an empty file).
+    shards: tuple[ShardDigest, ...] | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """What is compared with the manifest: the digest, or the shard fingerprint."""
+        return self.digest if self.shards is None else shard_fingerprint(self.shards)
 
 
 def check_member_sizes(layout: archive.Layout, display: str) -> None:
@@ -166,7 +279,7 @@ def hash_file(
                     h.update(chunk[max(start, offset) - offset : min(stop, end) - offset])
             offset = end
             if progress is not None:
-                progress(n)
+                progress.advance(n)
         digest = whole.hexdigest()
         if layout is None:
             return FileDigest(file.name, offset, digest)
@@ -196,11 +309,22 @@ def hash_files(
     members: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
+    shard_size: int | None = None,
 ) -> dict[str, FileDigest]:
-    """Hash ``files`` in parallel; the result maps resource name to digest."""
+    """Hash ``files`` in parallel; the result maps resource name to digest.
+
+    With ``shard_size`` (OMS shard serialization), every shard of every file
+    is a task of its own, so that one large file is hashed on every core; a
+    file's :attr:`FileDigest.shards` then holds its shards' digests, and
+    ``members`` is ignored (a differing shard already locates a change).
+    """
     new_hasher(hash_type)  # fail early on an unavailable hash type
     if workers is None:
         workers = min(32, (os.cpu_count() or 1) + 2)
+    if progress is not None:
+        progress.start(len(files), sum(f.size for f in files))
+    if shard_size is not None:
+        return _hash_sharded(files, hash_type, shard_size, display, workers, progress)
     if hash_type == "blake3":
         workers = 1  # blake3 spreads one file over every core itself
     workers = max(1, min(workers, len(files)))
@@ -210,9 +334,12 @@ def hash_files(
         buf = getattr(local, "buffer", None)
         if buf is None:
             buf = local.buffer = bytearray(CHUNK_SIZE)
-        return hash_file(
+        digest = hash_file(
             file, hash_type, display=display(file), members=members, buffer=buf, progress=progress
         )
+        if progress is not None:
+            progress.file_done()
+        return digest
 
     if workers == 1:
         results = [one(f) for f in files]
@@ -222,3 +349,117 @@ def hash_files(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelsign-hash") as pool:
             results = list(pool.map(one, order))
     return {r.name: r for r in results}
+
+
+@dataclass(frozen=True)
+class _Range:
+    file: ModelFile
+    start: int
+    end: int
+
+
+def _hash_range(
+    task: _Range,
+    factory: Callable[[], Hasher],
+    display: str,
+    buf: bytearray,
+    progress: Progress | None,
+) -> tuple[ShardDigest, tuple[int, int], str | None]:
+    """Hash one shard. The task of a file's first shard also checks the
+    file's archive structure and inflates its compressed members (bounded),
+    as :func:`hash_file` does."""
+    fd, st = _open_regular(task.file.path, display)
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        if st.st_size != task.file.size:
+            raise UnsafeModelError(
+                f"{display}: changed while being hashed: {task.file.size} bytes when listed, "
+                f"{st.st_size} bytes now"
+            )
+        kind = None
+        if task.start == 0:
+            layout = archive.inspect(f, st.st_size, display)
+            if layout is not None:
+                kind = layout.kind
+                check_member_sizes(layout, display)
+                for m in layout.members:
+                    if m.data_range is None:
+                        archive.member_digest(f, layout, m, factory, display, MAX_MEMBER_BYTES)
+        h = factory()
+        view = memoryview(buf)
+        offset = task.start
+        while offset < task.end:
+            n = os.preadv(fd, [view[: min(len(buf), task.end - offset)]], offset)
+            if n == 0:
+                raise UnsafeModelError(
+                    f"{display}: changed while being hashed: ends at byte {offset}, "
+                    f"expected {task.end}"
+                )
+            h.update(view[:n])
+            offset += n
+            if progress is not None:
+                progress.advance(n)
+        return ShardDigest(task.start, task.end, h.hexdigest()), (st.st_dev, st.st_ino), kind
+
+
+def _hash_sharded(
+    files: Sequence[ModelFile],
+    hash_type: str,
+    shard_size: int,
+    display: Callable[[ModelFile], str],
+    workers: int,
+    progress: Progress | None,
+) -> dict[str, FileDigest]:
+    factory = new_hasher(hash_type)
+    # An empty file has no shard; a task over no bytes still checks it is a
+    # regular file that is still empty.
+    tasks = [
+        _Range(f, start, end) for f in files for start, end in shard_ranges(f.size, shard_size)
+    ] + [_Range(f, 0, 0) for f in files if f.size == 0]
+    # Largest first, so that one big shard does not start last.
+    tasks.sort(key=lambda t: t.end - t.start, reverse=True)
+    local = threading.local()
+    remaining = {f.name: 0 for f in files}
+    for t in tasks:
+        remaining[t.file.name] += 1
+    lock = threading.Lock()
+
+    def one(task: _Range) -> tuple[ShardDigest, tuple[int, int], str | None]:
+        buf = getattr(local, "buffer", None)
+        if buf is None:
+            buf = local.buffer = bytearray(CHUNK_SIZE)
+        result = _hash_range(task, factory, display(task.file), buf, progress)
+        if progress is not None:
+            with lock:
+                remaining[task.file.name] -= 1
+                done = remaining[task.file.name] == 0
+            if done:
+                progress.file_done()
+        return result
+
+    workers = max(1, min(workers, len(tasks)))
+    if workers == 1:
+        results = [one(t) for t in tasks]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelsign-hash") as pool:
+            results = list(pool.map(one, tasks))
+    shards: dict[str, list[ShardDigest]] = {f.name: [] for f in files}
+    identity: dict[str, tuple[int, int]] = {}
+    kinds: dict[str, str | None] = {}
+    for task, (digest, ident, kind) in zip(tasks, results, strict=True):
+        name = task.file.name
+        if identity.setdefault(name, ident) != ident:
+            raise UnsafeModelError(f"{display(task.file)}: replaced while being hashed")
+        if task.start == 0:
+            kinds[name] = kind
+        if task.end > task.start:
+            shards[name].append(digest)
+    return {
+        f.name: FileDigest(
+            f.name,
+            f.size,
+            "",
+            kinds.get(f.name),
+            shards=tuple(sorted(shards[f.name], key=lambda d: d.start)),
+        )
+        for f in files
+    }

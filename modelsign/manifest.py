@@ -14,13 +14,22 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelsign import _json
 from modelsign.enumerating import SINGLE_FILE_NAME, check_name, collision_key
-from modelsign.errors import MalformedBundleError
-from modelsign.hashing import DIGEST_HEX_LENGTH, HASH_TYPES, FileDigest, MemberDigest
+from modelsign.errors import MalformedBundleError, UnsafeModelError
+from modelsign.hashing import (
+    DIGEST_HEX_LENGTH,
+    HASH_TYPES,
+    NO_SHARDS,
+    FileDigest,
+    MemberDigest,
+    ShardDigest,
+    scheme,
+    shard_fingerprint,
+)
 
 __all__ = [
     "PREDICATE_TYPE",
@@ -59,14 +68,34 @@ class Serialization:
     method: str = "files"
     allow_symlinks: bool = False
     ignore_paths: tuple[str, ...] = ()
+    #: Bytes per shard, with method ``shards`` only.
+    shard_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.method == "shards") != (self.shard_size is not None):
+            raise ValueError("shard_size goes with method 'shards', and only with it")
+        if self.shard_size is not None and self.shard_size <= 0:
+            raise ValueError(f"shard_size must be positive, not {self.shard_size}")
+
+    @classmethod
+    def sharded(cls, shard_size: int, **kwargs: Any) -> Serialization:
+        return cls(method="shards", shard_size=shard_size, **kwargs)
+
+    @property
+    def scheme(self) -> str:
+        """How one file is hashed (see :func:`modelsign.hashing.scheme`)."""
+        return scheme(self.hash_type, self.shard_size)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "method": self.method,
             "hash_type": self.hash_type,
             "allow_symlinks": self.allow_symlinks,
             "ignore_paths": list(self.ignore_paths),
         }
+        if self.shard_size is not None:
+            out["shard_size"] = self.shard_size
+        return out
 
     @classmethod
     def from_json(cls, obj: object) -> Serialization:
@@ -76,11 +105,17 @@ class Serialization:
         _require(not unknown, f"predicate.serialization has unknown keys {sorted(unknown)}")
         method = obj.get("method")
         _require(method in ("files", "shards"), f"serialization method {method!r} is not OMS v1.0")
-        _require(
-            method == "files",
-            "serialization method 'shards' is not supported by this version of modelsign",
-        )
-        _require("shard_size" not in obj, "shard_size is only allowed with method 'shards'")
+        shard_size = obj.get("shard_size")
+        if method == "shards":
+            if isinstance(shard_size, float) and shard_size.is_integer() and shard_size < 2**53:
+                # model_signing <= 1.1.1 writes the size as a float (1048576.0).
+                shard_size = int(shard_size)
+            _require(
+                isinstance(shard_size, int) and not isinstance(shard_size, bool) and shard_size > 0,
+                f"serialization shard_size must be a positive integer, not {shard_size!r}",
+            )
+        else:
+            _require("shard_size" not in obj, "shard_size is only allowed with method 'shards'")
         hash_type = obj.get("hash_type")
         _require(hash_type in HASH_TYPES, f"serialization hash_type {hash_type!r} is not allowed")
         allow_symlinks = obj.get("allow_symlinks")
@@ -94,7 +129,9 @@ class Serialization:
             check_name(path)
         assert isinstance(hash_type, str)
         assert isinstance(allow_symlinks, bool)
-        return cls(hash_type, "files", allow_symlinks, tuple(ignore))
+        assert isinstance(method, str)
+        assert shard_size is None or isinstance(shard_size, int)
+        return cls(hash_type, method, allow_symlinks, tuple(ignore), shard_size)
 
 
 @dataclass(frozen=True)
@@ -108,6 +145,15 @@ class Resource:
     size: int | None = None
     archive: str | None = None
     members: tuple[MemberDigest, ...] = ()
+    #: Shard mode: the model's empty files, which have no shard (on the first
+    #: resource only). Signed, so removing an empty file fails verification.
+    empty_files: tuple[str, ...] = ()
+
+    @property
+    def shard(self) -> tuple[str, int, int]:
+        """A shard resource's ``(path, start, end)``, from ``path:start:end``."""
+        path, start, end = self.name.rsplit(":", 2)
+        return path, int(start), int(end)
 
     @classmethod
     def from_file_digest(cls, d: FileDigest, algorithm: str) -> Resource:
@@ -128,22 +174,28 @@ class Resource:
                 {"name": m.name, "size": m.size, "digest": m.digest, "compression": m.compression}
                 for m in self.members
             ]
+        if self.empty_files:
+            annotations["empty_files"] = list(self.empty_files)
         if annotations:
             out["annotations"] = annotations
         return out
 
     @classmethod
-    def from_json(cls, obj: object, hash_type: str) -> Resource:
+    def from_json(cls, obj: object, hash_type: str, shard_size: int | None = None) -> Resource:
         _require(isinstance(obj, dict), "each resource must be an object")
         assert isinstance(obj, dict)
         name = obj.get("name")
         _require(isinstance(name, str), f"resource name must be a string, not {name!r}")
         assert isinstance(name, str)
-        if name != SINGLE_FILE_NAME:
+        if shard_size is not None:
+            _check_shard_name(name)
+        elif name != SINGLE_FILE_NAME:
             check_name(name)
         algorithm = obj.get("algorithm")
         _require(
-            algorithm == hash_type,
+            algorithm == hash_type
+            # model_signing <= 1.1.1 names a shard's algorithm this way.
+            or (shard_size is not None and algorithm == f"{hash_type}-sharded-{shard_size}"),
             f"resource {name!r}: algorithm {algorithm!r} differs from hash_type {hash_type!r}",
         )
         digest = obj.get("digest")
@@ -153,8 +205,12 @@ class Resource:
             f"resource {name!r}: digest must be {length} lowercase hex digits, got {digest!r}",
         )
         assert isinstance(digest, str)
-        size, kind, members = cls._annotations(obj.get("annotations"), name, length)
-        return cls(name, hash_type, digest, size, kind, members)
+        ann = obj.get("annotations")
+        size, kind, members = cls._annotations(ann, name, length)
+        empty: tuple[str, ...] = ()
+        if shard_size is not None and isinstance(ann, dict) and "empty_files" in ann:
+            empty = _empty_files(ann["empty_files"])
+        return cls(name, hash_type, digest, size, kind, members, empty)
 
     @staticmethod
     def _annotations(
@@ -187,6 +243,97 @@ class Resource:
         return size, kind, tuple(members)
 
 
+_DECIMAL = frozenset("0123456789")
+
+
+def _offset(text: str, name: str) -> int:
+    _require(
+        bool(text) and set(text) <= _DECIMAL and (text == "0" or text[0] != "0") and len(text) < 20,
+        f"shard {name!r}: {text!r} is not a byte offset (decimal digits, no leading zero)",
+    )
+    return int(text)
+
+
+def check_shard_path(path: str) -> None:
+    """The colon rule: OMS shard names are ``path:start:end`` and readers
+    (model_signing among them) split them at every colon, so a path with a
+    colon cannot be named in shard mode. The error says which file."""
+    if ":" in path:
+        raise UnsafeModelError(
+            f"{path!r}: a file name with ':' cannot be named in shard serialization "
+            "(resource names are path:start:end); sign it with files serialization"
+        )
+
+
+def _check_shard_name(name: str) -> None:
+    parts = name.rsplit(":", 2)
+    _require(len(parts) == 3, f"shard resource {name!r} is not path:start:end")
+    path, start, end = parts
+    _require(":" not in path, f"shard resource {name!r}: the path contains ':'")
+    if path != SINGLE_FILE_NAME:
+        check_name(path)
+    _require(
+        _offset(start, name) < _offset(end, name),
+        f"shard {name!r}: the range is empty or reversed",
+    )
+
+
+def _empty_files(raw: object) -> tuple[str, ...]:
+    _require(
+        isinstance(raw, list) and all(isinstance(n, str) for n in raw),
+        "annotations.empty_files must be a list of file names",
+    )
+    assert isinstance(raw, list)
+    for n in raw:
+        check_name(n)
+        _require(":" not in n, f"empty file {n!r}: the path contains ':'")
+    return tuple(raw)
+
+
+def _check_shards(resources: tuple[Resource, ...], shard_size: int) -> None:
+    """Each file's shards must tile it: ``[0, s), [s, 2s), ...``, every one
+    full but the last, none repeated; empty files are listed once, on the
+    first resource, and have no shard."""
+    by_path: dict[str, list[tuple[int, int]]] = {}
+    for r in resources:
+        path, start, end = r.shard
+        by_path.setdefault(path, []).append((start, end))
+    for path, ranges in by_path.items():
+        ranges.sort()
+        for i, (start, end) in enumerate(ranges):
+            last = i == len(ranges) - 1
+            _require(
+                start == i * shard_size
+                and (end - start == shard_size or (last and end - start < shard_size)),
+                f"the shards of {path!r} do not tile the file in shards of {shard_size} bytes "
+                f"(found {path}:{start}:{end})",
+            )
+    empty = [n for r in resources for n in r.empty_files]
+    _require(
+        all(not r.empty_files for r in resources[1:]),
+        "annotations.empty_files may only be on the first resource",
+    )
+    _require(len(set(empty)) == len(empty), "annotations.empty_files lists a file twice")
+    _require(
+        SINGLE_FILE_NAME not in by_path or not empty,
+        "resource '.' (a single-file model) must be the only file",
+    )
+    _check_collisions([*by_path, *empty])
+
+
+def _check_collisions(names: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for n in names:
+        key = collision_key(n)
+        _require(
+            key not in seen,
+            f"resources {seen.get(key)!r} and {n!r} collide"
+            if seen.get(key) != n
+            else f"duplicate resource {n!r}",
+        )
+        seen[key] = n
+
+
 @dataclass(frozen=True)
 class Manifest:
     """What a signature says about a model."""
@@ -199,12 +346,41 @@ class Manifest:
     def from_digests(
         cls, model_name: str, digests: Mapping[str, FileDigest], serialization: Serialization
     ) -> Manifest:
-        """Resources sorted by name in Unicode code point order."""
+        """Resources sorted by name in Unicode code point order (in shard
+        mode: by file name, then offset)."""
+        if serialization.shard_size is not None:
+            return cls._sharded(model_name, digests, serialization)
         resources = tuple(
             Resource.from_file_digest(digests[name], serialization.hash_type)
             for name in sorted(digests)
         )
         return cls(model_name, resources, serialization)
+
+    @classmethod
+    def _sharded(
+        cls, model_name: str, digests: Mapping[str, FileDigest], serialization: Serialization
+    ) -> Manifest:
+        resources: list[Resource] = []
+        empty = []
+        for name in sorted(digests):
+            check_shard_path(name)
+            shards = digests[name].shards
+            if shards is None:
+                raise ValueError(f"{name}: hashed without shards")
+            if not shards:
+                empty.append(name)
+            resources.extend(
+                Resource(f"{name}:{s.start}:{s.end}", serialization.hash_type, s.digest)
+                for s in shards
+            )
+        if not resources:
+            raise UnsafeModelError(
+                f"{model_name}: every file is empty; shard serialization would sign no "
+                "resource (sign it with files serialization)"
+            )
+        if empty:
+            resources[0] = replace(resources[0], empty_files=tuple(empty))
+        return cls(model_name, tuple(resources), serialization)
 
     @property
     def root_digest(self) -> str:
@@ -215,7 +391,23 @@ class Manifest:
         return h.hexdigest()
 
     def digests(self) -> dict[str, str]:
+        """Each resource's digest, by resource name (a shard's is ``path:start:end``)."""
         return {r.name: r.digest for r in self.resources}
+
+    def file_fingerprints(self) -> dict[str, str]:
+        """What each signed file must hash to, by file name: its digest, or in
+        shard mode its shard fingerprint (:func:`modelsign.hashing.shard_fingerprint`;
+        :data:`~modelsign.hashing.NO_SHARDS` for an empty file)."""
+        if self.serialization.shard_size is None:
+            return self.digests()
+        shards: dict[str, list[ShardDigest]] = {}
+        for r in self.resources:
+            path, start, end = r.shard
+            shards.setdefault(path, []).append(ShardDigest(start, end, r.digest))
+        found = {p: shard_fingerprint(sorted(s, key=lambda d: d.start)) for p, s in shards.items()}
+        for name in self.resources[0].empty_files if self.resources else ():
+            found[name] = NO_SHARDS
+        return found
 
     def to_statement(self) -> dict[str, Any]:
         return {
@@ -275,23 +467,25 @@ class Manifest:
         serialization = Serialization.from_json(predicate["serialization"])
         raw_resources = predicate["resources"]
         _require(isinstance(raw_resources, list), "predicate.resources must be a list")
-        resources = tuple(Resource.from_json(r, serialization.hash_type) for r in raw_resources)
+        shard_size = serialization.shard_size
+        sharded = shard_size is not None
+        resources = tuple(
+            Resource.from_json(r, serialization.hash_type, shard_size) for r in raw_resources
+        )
         _require(bool(resources), "predicate.resources is empty: nothing was signed")
-        names = [r.name for r in resources]
+        names = [r.shard[0] if sharded else r.name for r in resources]
         _require(
-            SINGLE_FILE_NAME not in names or len(names) == 1,
+            SINGLE_FILE_NAME not in names or len(set(names)) == 1,
             "resource '.' (a single-file model) must be the only resource",
         )
-        seen: dict[str, str] = {}
-        for n in names:
-            key = collision_key(n)
+        if serialization.shard_size is not None:
             _require(
-                key not in seen,
-                f"resources {seen.get(key)!r} and {n!r} collide"
-                if seen.get(key) != n
-                else f"duplicate resource {n!r}",
+                len(set(r.name for r in resources)) == len(resources),
+                "a shard resource is listed twice",
             )
-            seen[key] = n
+            _check_shards(resources, serialization.shard_size)
+        else:
+            _check_collisions(names)
         assert isinstance(name, str)
         manifest = cls(name, resources, serialization)
         assert isinstance(digest, dict)

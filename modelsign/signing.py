@@ -15,7 +15,7 @@ from modelsign.enumerating import DEFAULT_IGNORES, ModelFile, ModelTree, enumera
 from modelsign.errors import UnsafeModelError, UsageError
 from modelsign.hashing import Progress, hash_files
 from modelsign.keys import PrivateKey, PublicKey, load_private_key
-from modelsign.manifest import Manifest, Serialization
+from modelsign.manifest import Manifest, Serialization, check_shard_path
 
 __all__ = [
     "SignedModel",
@@ -26,6 +26,9 @@ __all__ = [
 ]
 
 MAX_CERT_BYTES = 1024 * 1024
+#: Signing refuses a shard size that would cut the model into more shards
+#: (a bundle of a million resources is about 150 MB of JSON).
+MAX_SHARDS = 1_000_000
 
 
 def default_signature_path(model: Path) -> Path:
@@ -71,8 +74,23 @@ def build_manifest(
     *,
     progress: Progress | None = None,
     workers: int | None = None,
+    shard_size: int | None = None,
 ) -> Manifest:
-    """Hash every file of ``tree`` (with archive members) into a manifest."""
+    """Hash every file of ``tree`` into a manifest: whole files with their
+    archive members, or with ``shard_size`` OMS shards of that many bytes."""
+    ignores = tuple(sorted(tree.ignore_paths))
+    if shard_size is None:
+        serialization = Serialization(hash_type=hash_type, ignore_paths=ignores)
+    else:
+        serialization = Serialization.sharded(shard_size, hash_type=hash_type, ignore_paths=ignores)
+        for f in tree.files:  # the colon rule, before any byte is read
+            check_shard_path(f.name)
+        shards = sum(max(1, -(-f.size // shard_size)) for f in tree.files)
+        if shards > MAX_SHARDS:
+            raise UsageError(
+                f"--shard-size {shard_size} cuts {tree.root} into {shards} shards, more than "
+                f"{MAX_SHARDS}: choose a larger shard size"
+            )
     digests = hash_files(
         tree.files,
         hash_type,
@@ -80,9 +98,7 @@ def build_manifest(
         members=True,
         workers=workers,
         progress=progress,
-    )
-    serialization = Serialization(
-        hash_type=hash_type, ignore_paths=tuple(sorted(tree.ignore_paths))
+        shard_size=shard_size,
     )
     return Manifest.from_digests(tree.name, digests, serialization)
 
@@ -100,12 +116,15 @@ def sign(
     certificate: str | os.PathLike[str] | None = None,
     certificate_chain: Iterable[str | os.PathLike[str]] = (),
     sigstore: SigstoreSigning | None = None,
+    shard_size: int | None = None,
 ) -> SignedModel:
     """Sign the directory or single file ``model``.
 
     One method: ``key`` alone (key method); ``key`` with its leaf
     ``certificate`` and the ``certificate_chain`` files (certificate method);
-    or ``sigstore`` (keyless). The statement is the same for all three. The
+    or ``sigstore`` (keyless). The statement is the same for all three. With
+    ``shard_size``, files are hashed as OMS shards of that many bytes (method
+    ``shards``; each file's shards are hashed in parallel). The
     OMS v1.0 bundle goes to ``signature`` (default
     :func:`default_signature_path`) through a temporary file and
     ``os.replace``. Raises :class:`~modelsign.errors.UnsafeArchiveError` or
@@ -114,6 +133,8 @@ def sign(
     """
     model_path = Path(model)
     method = _method(key, certificate, sigstore)
+    if shard_size is not None and (isinstance(shard_size, bool) or shard_size <= 0):
+        raise UsageError(f"the shard size must be a positive number of bytes, not {shard_size!r}")
     # Everything that can fail on the caller's input fails before hashing.
     private = None
     if key is not None:
@@ -130,7 +151,9 @@ def sign(
         ignores = ()
     tree = enumerate_model(model_path, ignore_paths=ignores, signature=sig_path)
     _refuse_stale_temporaries(tree, sig_path)
-    manifest = build_manifest(tree, hash_type, progress=progress, workers=workers)
+    manifest = build_manifest(
+        tree, hash_type, progress=progress, workers=workers, shard_size=shard_size
+    )
     payload = manifest.to_payload()
     if keyless is not None:
         from modelsign._backends import sigstore as backend  # noqa: PLC0415

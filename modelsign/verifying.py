@@ -36,7 +36,13 @@ from modelsign.errors import (
     UntrustedSignerError,
     VerificationError,
 )
-from modelsign.hashing import MemberDigest, Progress, hash_file, hash_files
+from modelsign.hashing import (
+    MemberDigest,
+    Progress,
+    hash_file,
+    hash_files,
+    parse_shard_fingerprint,
+)
 from modelsign.keys import PublicKey, load_public_key
 from modelsign.manifest import Manifest
 from modelsign.policy import CertificateTrust, Policy, SigstoreTrust
@@ -229,18 +235,27 @@ def _check_sigstore(
 
 
 def compare(
-    manifest: Manifest, actual: Mapping[str, str], on_disk: Iterable[str], model: str
+    manifest: Manifest,
+    actual: Mapping[str, str],
+    on_disk: Iterable[str],
+    model: str,
+    sizes: Mapping[str, int] | None = None,
 ) -> None:
     """Raise :class:`ModelMismatchError` (or its precise subclass) listing every
     difference between ``manifest`` and the files on disk.
 
-    ``actual`` maps the names that were hashed to their digests; ``on_disk``
-    is every file found, hashed or not.
+    ``actual`` maps the names that were hashed to their digests (in shard
+    mode, their shard fingerprints); ``on_disk`` is every file found, hashed or not;
+    ``sizes`` (shard mode) the sizes of files on disk, so that a file whose
+    size differs from the signed one is reported as such, hashed or not.
     """
     problems: list[Mismatch] = []
-    signed = manifest.digests()
+    signed = manifest.file_fingerprints()
+    sharded = manifest.serialization.shard_size is not None
     for name, expected in signed.items():
-        if name not in actual:
+        if sharded:
+            problems.extend(_shard_mismatches(name, expected, actual.get(name), sizes or {}))
+        elif name not in actual:
             problems.append(Mismatch("missing", name, expected=expected))
         elif actual[name] != expected:
             problems.append(Mismatch("digest", name, expected=expected, actual=actual[name]))
@@ -248,6 +263,27 @@ def compare(
     if problems:
         problems.sort(key=lambda m: m.name)
         raise ModelMismatchError.for_mismatches(model, tuple(problems))
+
+
+def _shard_mismatches(
+    name: str, expected: str, actual: str | None, sizes: Mapping[str, int]
+) -> list[Mismatch]:
+    """One file's differences in shard mode: missing, another size, or the
+    shards (``path:start:end``) whose digests differ."""
+    want = parse_shard_fingerprint(expected)
+    size = want[-1].end if want else 0
+    if actual is None and name not in sizes:
+        return [Mismatch("missing", name, expected=f"{size} bytes", what="size")]
+    got = parse_shard_fingerprint(actual) if actual is not None else None
+    now = sizes.get(name, got[-1].end if got else 0)
+    if now != size:
+        return [Mismatch("digest", name, f"{size} bytes", f"{now} bytes", what="size")]
+    assert got is not None
+    return [
+        Mismatch("digest", f"{name}:{w.start}:{w.end}", expected=w.digest, actual=g.digest)
+        for w, g in zip(want, got, strict=True)
+        if w.digest != g.digest
+    ]
 
 
 def read_bundle(path: Path, *, max_bytes: int | None = None) -> Bundle:
@@ -335,18 +371,26 @@ def verify(
         hf_cache=hf_cache,
     )
     names = _disk_names(tree, manifest)
-    signed = manifest.digests()
+    signed = manifest.file_fingerprints()
     to_hash = [f for f in tree.files if names[f.name] in signed]
+    sizes = None
+    if ser.shard_size is not None:
+        # A file of another size than the signed one differs: it is reported
+        # without being read (and a bundle's tiny shard_size cannot make a
+        # large unsigned size cost millions of hashing tasks).
+        sizes = {names[f.name]: f.size for f in to_hash}
+        to_hash = [f for f in to_hash if f.size == _signed_size(signed[names[f.name]])]
     digests = hash_files(
         to_hash,
         ser.hash_type,
         display=lambda f: display_name(tree, f),
         workers=workers,
         progress=progress,
+        shard_size=ser.shard_size,
     )
-    actual = {names[n]: d.digest for n, d in digests.items()}
+    actual = {names[n]: d.fingerprint for n, d in digests.items()}
     try:
-        compare(manifest, actual, [names[f.name] for f in tree.files], str(model_path))
+        compare(manifest, actual, [names[f.name] for f in tree.files], str(model_path), sizes)
     except ModelMismatchError as e:
         raise _with_member_diagnostics(e, manifest, tree, names) from None
     return VerifiedModel(
@@ -356,9 +400,14 @@ def verify(
         signer=signer,
         hash_type=ser.hash_type,
         root_digest=manifest.root_digest,
-        files=tuple(r.name for r in manifest.resources),
+        files=tuple(sorted(manifest.file_fingerprints())),
         manifest=manifest,
     )
+
+
+def _signed_size(token: str) -> int:
+    shards = parse_shard_fingerprint(token)
+    return shards[-1].end if shards else 0
 
 
 def _with_member_diagnostics(
@@ -412,8 +461,9 @@ def _disk_names(tree: ModelTree, manifest: Manifest) -> dict[str, str]:
     model is ``.`` on disk; a bundle may name it ``.`` (model_signing) or by
     its file name."""
     names = {f.name: f.name for f in tree.files}
-    if tree.single_file and len(manifest.resources) == 1:
-        only = manifest.resources[0].name
+    signed = manifest.file_fingerprints()
+    if tree.single_file and len(signed) == 1:
+        (only,) = signed
         if only in (SINGLE_FILE_NAME, tree.root.name):
             names[SINGLE_FILE_NAME] = only
     return names

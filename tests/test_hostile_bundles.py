@@ -764,9 +764,13 @@ MALFORMED: dict[str, tuple[Mutation, str]] = {
         resigned(set_path("predicate", "resources", value=[]), fix_root=True),
         "nothing was signed",
     ),
-    "serialization method shards (validly re-signed)": (
+    "serialization method shards without shard_size (validly re-signed)": (
         resigned(set_path("predicate", "serialization", "method", value="shards")),
-        "'shards' is not supported",
+        "shard_size must be a positive integer, not None",
+    ),
+    "shard_size with method files (validly re-signed)": (
+        resigned(set_path("predicate", "serialization", "shard_size", value=1024)),
+        "shard_size is only allowed with method 'shards'",
     ),
     "unknown predicate key (validly re-signed)": (
         resigned(set_path("predicate", "extra", value=1)),

@@ -17,7 +17,7 @@ from typing import Any
 
 from modelsign.errors import LoadRefusedError, UnsafeLoadError
 from modelsign.guard import Guard, LoadSource
-from modelsign.hashing import new_hasher
+from modelsign.hashing import new_scheme_hasher
 from modelsign.hooks._common import active, checked, is_path, log, nested
 
 Patch = tuple[object, str, Any]
@@ -188,7 +188,10 @@ def from_pretrained(orig: Callable[..., Any]) -> Callable[..., Any]:
             if directory is not None and guard.in_scope(directory):
                 try:
                     verified = guard.verify_directory(directory)
-                    digests = (verified.hash_type, frozenset(verified.manifest.digests().values()))
+                    digests = (
+                        verified.manifest.serialization.scheme,
+                        frozenset(verified.manifest.file_fingerprints().values()),
+                    )
                 except LoadRefusedError as e:
                     if guard.policy.mode != "warn":
                         raise
@@ -205,7 +208,7 @@ def from_pretrained(orig: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-#: (hash type, digests) of the directory a from_pretrained call verified, for
+#: (hash scheme, file digests) of the directory a from_pretrained call verified, for
 #: the bytes transformers reads without a hooked loader.
 _directory_digests: contextvars.ContextVar[tuple[str, frozenset[str]] | None] = (
     contextvars.ContextVar("modelsign_directory_digests", default=None)
@@ -216,8 +219,8 @@ def _in_verified_directory(data: bytes) -> bool:
     verified = _directory_digests.get()
     if verified is None:
         return False
-    hash_type, digests = verified
-    h = new_hasher(hash_type)()
+    scheme, digests = verified
+    h = new_scheme_hasher(scheme)()
     h.update(data)
     return h.hexdigest() in digests
 
