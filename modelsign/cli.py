@@ -24,6 +24,7 @@ from modelsign.errors import Error, ModelMismatchError, UsageError
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: formatting it with rich doubles start-up time
     no_args_is_help=True,
     help="Sign ML models (OpenSSF Model Signing v1.0 bundles) and verify them before loading.",
 )
@@ -225,7 +226,9 @@ def keygen(
 
 @app.command()
 def sign(
-    model: Annotated[Path, typer.Argument(help="A model directory or a single model file.")],
+    model: Annotated[
+        Path, typer.Argument(help="A model directory or a single model file.", metavar="MODEL")
+    ],
     key: Annotated[
         Path | None, typer.Option(help="Private key (PEM); with --certificate, the leaf's key.")
     ] = None,
@@ -235,7 +238,8 @@ def sign(
     ] = None,
     hash_type: Annotated[str, typer.Option("--hash", help="sha256, blake2b or blake3.")] = "sha256",
     ignore_path: Annotated[
-        list[str] | None, typer.Option(help="A relative path to leave unsigned (repeatable).")
+        list[str] | None,
+        typer.Option(help="A relative path to leave unsigned (repeatable).", metavar="PATH"),
     ] = None,
     passphrase_file: Annotated[
         Path | None, typer.Option(help="Passphrase of an encrypted key (or MODELSIGN_PASSPHRASE).")
@@ -245,7 +249,10 @@ def sign(
     ] = None,
     certificate_chain: Annotated[
         list[Path] | None,
-        typer.Option(help="Intermediate certificates (PEM), leaf's issuer first (repeatable)."),
+        typer.Option(
+            help="Intermediate certificates (PEM), leaf's issuer first (repeatable).",
+            metavar="PEM",
+        ),
     ] = None,
     use_sigstore: Annotated[
         bool, typer.Option("--sigstore", help="Sign keylessly with Sigstore.")
@@ -267,7 +274,8 @@ def sign(
         str | None,
         typer.Option(
             help="Hash files in shards of this many bytes (OMS method 'shards'), e.g. 1G, "
-            "500M, 1000000: a large file is hashed on every core."
+            "500M, 1000000: a large file is hashed on every core.",
+            metavar="SIZE",
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -314,9 +322,11 @@ def sign(
 
 @app.command()
 def verify(
-    model: Annotated[Path, typer.Argument(help="A model directory or a single model file.")],
+    model: Annotated[
+        Path, typer.Argument(help="A model directory or a single model file.", metavar="MODEL")
+    ],
     key: Annotated[
-        list[Path] | None, typer.Option(help="A trusted public key (repeatable).")
+        list[Path] | None, typer.Option(help="A trusted public key (repeatable).", metavar="PUB")
     ] = None,
     policy: Annotated[Path | None, typer.Option(help="A TOML trust policy.")] = None,
     identity: Annotated[
@@ -340,7 +350,8 @@ def verify(
         typer.Option(help="Bundle path (default: MODEL/model.sig, or MODEL.sig beside a file)."),
     ] = None,
     ignore_path: Annotated[
-        list[str] | None, typer.Option(help="A relative path to leave unchecked (repeatable).")
+        list[str] | None,
+        typer.Option(help="A relative path to leave unchecked (repeatable).", metavar="PATH"),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -423,7 +434,9 @@ def verify(
 
 @app.command()
 def inspect(
-    signature: Annotated[Path, typer.Argument(help="A bundle file (model.sig).")],
+    signature: Annotated[
+        Path, typer.Argument(help="A bundle file (model.sig).", metavar="SIGNATURE")
+    ],
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show what a bundle claims (UNVERIFIED: use `verify` to decide trust)."""
