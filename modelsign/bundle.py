@@ -79,14 +79,22 @@ class KeyMaterial:
 
 @dataclass(frozen=True)
 class CertificateMaterial:
-    """Certificate method: leaf first, then the chain (DER)."""
+    """Certificate method: leaf first, then the chain (DER), and the RFC 3161
+    timestamps over the DSSE signature (``timestampVerificationData``), kept
+    as given and trusted only when a TSA is configured."""
 
     chain: tuple[bytes, ...]
+    timestamps: tuple[bytes, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "x509CertificateChain": {"certificates": [{"rawBytes": _enc(c)} for c in self.chain]}
         }
+        if self.timestamps:
+            out["timestampVerificationData"] = {
+                "rfc3161Timestamps": [{"signedTimestamp": _enc(t)} for t in self.timestamps]
+            }
+        return out
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,34 @@ class Envelope:
         return cls(payload, PAYLOAD_TYPE, _b64(sig.get("sig"), "DSSE signature"), keyid)
 
 
+#: At most this many RFC 3161 timestamps per bundle (sigstore-python's limit).
+MAX_TIMESTAMPS = 32
+
+
+def _timestamps_from_json(obj: object) -> tuple[bytes, ...]:
+    """``timestampVerificationData`` (Sigstore bundle v0.3): an object whose
+    ``rfc3161Timestamps`` lists ``{"signedTimestamp": base64 DER}`` items.
+    Only the shape is checked here; the DER is decoded by the verifier."""
+    if obj is None:
+        return ()
+    where = "verificationMaterial.timestampVerificationData"
+    if not isinstance(obj, dict) or set(obj) - {"rfc3161Timestamps"}:
+        raise MalformedBundleError(f"{where} must be an object with rfc3161Timestamps only")
+    items = obj.get("rfc3161Timestamps", [])
+    if not isinstance(items, list) or len(items) > MAX_TIMESTAMPS:
+        raise MalformedBundleError(
+            f"{where}.rfc3161Timestamps must be a list of at most {MAX_TIMESTAMPS} items"
+        )
+    tokens = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) != {"signedTimestamp"}:
+            raise MalformedBundleError(f"rfc3161Timestamps[{i}] must be {{signedTimestamp}} only")
+        tokens.append(_b64(item["signedTimestamp"], f"rfc3161Timestamps[{i}].signedTimestamp"))
+    if len(set(tokens)) != len(tokens):
+        raise MalformedBundleError(f"{where} lists the same timestamp twice")
+    return tuple(tokens)
+
+
 def _material_from_json(obj: object) -> Material:
     if not isinstance(obj, dict):
         raise MalformedBundleError("verificationMaterial must be an object")
@@ -183,7 +219,8 @@ def _material_from_json(obj: object) -> Material:
             tuple(
                 _b64(c.get("rawBytes") if isinstance(c, dict) else None, "certificate rawBytes")
                 for c in certs
-            )
+            ),
+            _timestamps_from_json(obj.get("timestampVerificationData")),
         )
     cert = obj["certificate"]
     if not isinstance(tlog, list) or not tlog:

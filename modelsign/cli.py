@@ -345,6 +345,13 @@ def verify(
     ca: Annotated[
         Path | None, typer.Option(help="Trusted root CA (PEM) for the certificate method.")
     ] = None,
+    tsa: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --ca: trusted TSA root (PEM); the leaf is checked at the bundle's "
+            "RFC 3161 timestamp time instead of now."
+        ),
+    ] = None,
     signature: Annotated[
         Path | None,
         typer.Option(help="Bundle path (default: MODEL/model.sig, or MODEL.sig beside a file)."),
@@ -359,8 +366,8 @@ def verify(
     """Verify a model against its signature and what you trust.
 
     Trust: --key PUB (repeatable); --identity ID --issuer URL for Sigstore
-    [--staging | --trust-root FILE]; --ca ROOT.pem --identity ID for X.509
-    chains; or --policy. Exit 0: verified. 1: rejected (every problem is
+    [--staging | --trust-root FILE]; --ca ROOT.pem --identity ID [--tsa
+    TSA.pem] for X.509 chains; or --policy. Exit 0: verified. 1: rejected (every problem is
     listed). 2: usage error.
     """
     from modelsign.policy import CertificateTrust, SigstoreTrust  # noqa: PLC0415
@@ -374,7 +381,9 @@ def verify(
                 raise UsageError("--ca needs --identity: modelsign pins the signer's identity")
             if issuer:
                 raise UsageError("--issuer is for Sigstore identities, not with --ca")
-            certificate_trust.append(CertificateTrust(ca, identity))
+            certificate_trust.append(CertificateTrust(ca, identity, tsa=tsa))
+        elif tsa is not None:
+            raise UsageError("--tsa is for the certificate method: give it with --ca")
         elif identity or issuer:
             if not identity or not issuer:
                 raise UsageError(
@@ -415,6 +424,8 @@ def verify(
                         "identity": signer.identity,
                         "issuer": signer.issuer,
                         "trust_root": signer.trust_root,
+                        "valid_at": signer.valid_at,
+                        "time_source": signer.time_source,
                         "hash_type": result.hash_type,
                         "serialization": result.manifest.serialization.method,
                         "shard_size": result.manifest.serialization.shard_size,
@@ -457,6 +468,7 @@ def inspect(
             ("log index", "log_index"),
             ("integrated", "integrated_time"),
             ("chain", "chain"),
+            ("timestamps", "timestamps"),
         ):
             if signer.get(field) is not None:
                 typer.echo(f"{label + ':':<12} {signer[field]}")

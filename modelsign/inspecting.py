@@ -77,11 +77,16 @@ def _certificate_signer(bundle: Bundle, path: Path) -> dict[str, Any]:
     if isinstance(material, CertificateMaterial):
         chain = [x509.load_der(c) for c in material.chain]
         who = x509.identity_of(chain[0])
-        return {
+        out: dict[str, Any] = {
             "identity": who.primary,
             "identities": list(who.names),
             "chain": [c.subject.rfc4514_string() for c in chain],
         }
+        if material.timestamps:  # claimed times; verify --tsa decides whether to trust them
+            from modelsign._backends.timestamp import claimed_time  # noqa: PLC0415
+
+            out["timestamps"] = [claimed_time(t) for t in material.timestamps]
+        return out
     assert isinstance(material, SigstoreMaterial)
     from modelsign._backends import sigstore  # noqa: PLC0415
 

@@ -11,6 +11,7 @@ Every key is optional except a trust anchor; unknown keys are refused::
     [[trust.certificate]]                 # X.509 chains to a private CA
     ca = "corp-root.pem"
     identity = "ml-release@corp.example"  # pinned: SAN value or subject
+    tsa = "tsa-root.pem"                  # optional: trust RFC 3161 timestamps by this TSA
     bundles = ["/srv/bundles/bert.sig"]   # extra bundles: their digests are trusted
                                           # for any file or in-memory buffer
 
@@ -51,7 +52,7 @@ MAX_POLICY_BYTES = 1024 * 1024
 _SCHEMA: Mapping[str, frozenset[str]] = {
     "trust": frozenset({"keys", "bundles", "sigstore", "certificate"}),
     "trust.sigstore": frozenset({"identity", "issuer", "instance", "trust_root"}),
-    "trust.certificate": frozenset({"ca", "identity"}),
+    "trust.certificate": frozenset({"ca", "identity", "tsa"}),
     "enforce": frozenset({"mode", "scope", "discover", "pickle_loads"}),
 }
 MODES = ("enforce", "warn")
@@ -88,27 +89,52 @@ class SigstoreTrust:
 @dataclass(frozen=True)
 class CertificateTrust:
     """Certificates chaining to ``ca`` whose leaf names ``identity`` (a SAN
-    value, the subject's RFC 4514 string, or its common name)."""
+    value, the subject's RFC 4514 string, or its common name).
+
+    With ``tsa`` (a PEM file: the Time-Stamping Authority's self-signed
+    root(s), which anchor its chain, plus optionally its intermediates and
+    its own certificate, which only help build one), the leaf is validated at
+    the earliest genTime of the bundle's RFC 3161 timestamps, all of which
+    must verify; without timestamps, or without ``tsa``, at the current time.
+    """
 
     ca: Path
     identity: str
     roots: tuple[Any, ...] = ()
+    tsa: Path | None = None
+    tsa_roots: tuple[Any, ...] = ()
+    tsa_others: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.identity:
             raise ConfigError(f"{self.ca}: a certificate trust needs an identity to pin")
         if not self.roots:
-            from modelsign._backends.certificate import load_pem_all  # noqa: PLC0415
+            object.__setattr__(self, "roots", _pem_certificates(self.ca, "CA certificate"))
+        if self.tsa is not None and not self.tsa_roots:
+            from modelsign._backends.timestamp import split_tsa_certificates  # noqa: PLC0415
 
-            data = read_small(self.ca, MAX_POLICY_BYTES, "CA certificate", ConfigError)
-            try:
-                roots = tuple(load_pem_all(data))
-            except ValueError as e:
-                raise ConfigError(f"{self.ca}: not PEM certificates: {e}") from e
-            object.__setattr__(self, "roots", roots)
+            roots, others = split_tsa_certificates(_pem_certificates(self.tsa, "TSA certificate"))
+            if not roots:
+                raise ConfigError(
+                    f"{self.tsa}: no self-signed root certificate: give the TSA's root "
+                    "(its own certificate and intermediates may follow)"
+                )
+            object.__setattr__(self, "tsa_roots", roots)
+            object.__setattr__(self, "tsa_others", others)
 
     def describe(self) -> str:
-        return f"{self.identity} (CA {self.ca})"
+        tsa = f", TSA {self.tsa}" if self.tsa is not None else ""
+        return f"{self.identity} (CA {self.ca}{tsa})"
+
+
+def _pem_certificates(path: Path, what: str) -> tuple[Any, ...]:
+    from modelsign._backends.certificate import load_pem_all  # noqa: PLC0415
+
+    data = read_small(path, MAX_POLICY_BYTES, what, ConfigError)
+    try:
+        return tuple(load_pem_all(data))
+    except ValueError as e:
+        raise ConfigError(f"{path}: not PEM certificates: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -218,6 +244,9 @@ class Policy:
             CertificateTrust(
                 ca=_resolve(_string(t, "ca", "[[trust.certificate]]", source), base_dir),
                 identity=_string(t, "identity", "[[trust.certificate]]", source),
+                tsa=_resolve(_string(t, "tsa", "[[trust.certificate]]", source), base_dir)
+                if "tsa" in t
+                else None,
             )
             for t in _tables(trust, "certificate", source)
         )

@@ -61,12 +61,19 @@ class Signer:
     identity: str | None = None
     issuer: str | None = None
     trust_root: str | None = None
+    #: Certificate method: when the chain was validated, and on whose word
+    #: (an RFC 3161 timestamp by a trusted TSA, or the verifier's clock).
+    valid_at: str | None = None
+    time_source: str | None = None
 
     def describe(self) -> str:
         if self.method == "key":
             return f"key {self.key_id} ({self.algorithm})"
         if self.method == "certificate":
-            return f"certificate for {self.identity!r} ({self.algorithm}), CA {self.trust_root}"
+            when = f", valid at {self.valid_at} ({self.time_source})" if self.valid_at else ""
+            return (
+                f"certificate for {self.identity!r} ({self.algorithm}), CA {self.trust_root}{when}"
+            )
         return f"Sigstore identity {self.identity!r} (issuer {self.issuer}), root {self.trust_root}"
 
 
@@ -107,7 +114,9 @@ def check_bundle(
 
     The trust material (keys, CAs, Sigstore identities and roots) comes only
     from ``policy``; the bundle only says which of it to use. ``now`` is the
-    time at which certificates must be valid (default: the current time).
+    time at which certificates must be valid (default: the current time),
+    except for a certificate-method bundle with RFC 3161 timestamps checked
+    against a TSA its policy entry trusts (see :func:`_check_certificate`).
     """
     material = bundle.material
     if isinstance(material, KeyMaterial):
@@ -164,6 +173,19 @@ def _check_certificate(
     source: str,
     now: datetime.datetime,
 ) -> Signer:
+    """The leaf must name a trusted entry's identity and chain to its CA at
+    the time the entry establishes:
+
+    * no ``tsa`` in the entry: ``now``; timestamps in the bundle are ignored;
+    * ``tsa`` and no timestamp in the bundle: ``now``;
+    * ``tsa`` and timestamps: every timestamp must verify (imprint over the
+      DSSE signature bytes, signer chaining to the TSA roots at its genTime
+      with the timeStamping usage, CMS signature), or the entry refuses the
+      bundle with that error; the chain is then validated at the earliest
+      genTime (the signature is known to have existed by then).
+
+    The DSSE signature is verified with the leaf's key in every case.
+    """
     from modelsign._backends import certificate as x509  # noqa: PLC0415
 
     try:
@@ -177,14 +199,23 @@ def _check_certificate(
             f"{source}: signed with a certificate for {who.primary!r}, but no CA is trusted"
         )
     reasons = []
+    failure: VerificationError | None = None
     for t in trusted:
         if t.identity not in who.names:
             reasons.append(f"CA {t.ca}: leaf names {list(who.names)}, not {t.identity!r}")
             continue
         try:
-            x509.verify_chain(leaf, intermediates, t.roots, now)
+            at, time_source = _certificate_time(bundle, material, t, source, now)
+        except VerificationError as e:  # a timestamp failed: reported if no entry accepts
+            failure = failure or e
+            continue
+        try:
+            x509.verify_chain(leaf, intermediates, t.roots, at)
         except x509.ChainError as e:
-            reasons.append(f"CA {t.ca}: the chain does not verify at {now:%Y-%m-%dT%H:%M:%SZ}: {e}")
+            reasons.append(
+                f"CA {t.ca}: the chain does not verify at {at:%Y-%m-%dT%H:%M:%SZ} "
+                f"({time_source}): {e}"
+            )
             continue
         try:
             key = PublicKey(leaf.public_key(), f"{source}: leaf certificate")
@@ -196,8 +227,44 @@ def _check_certificate(
             raise InvalidSignatureError(
                 f"{source}: invalid signature for the certificate of {t.identity!r}"
             )
-        return Signer("certificate", algorithm=algorithm, identity=t.identity, trust_root=str(t.ca))
+        return Signer(
+            "certificate",
+            algorithm=algorithm,
+            identity=t.identity,
+            trust_root=str(t.ca),
+            valid_at=f"{at:%Y-%m-%dT%H:%M:%SZ}",
+            time_source=time_source,
+        )
+    if failure is not None:
+        raise failure
     raise UntrustedSignerError(f"{source}: no trusted CA vouches for it: " + "; ".join(reasons))
+
+
+def _certificate_time(
+    bundle: Bundle,
+    material: CertificateMaterial,
+    trust: CertificateTrust,
+    source: str,
+    now: datetime.datetime,
+) -> tuple[datetime.datetime, str]:
+    """When the leaf must be valid for ``trust``, and why (see _check_certificate)."""
+    count = len(material.timestamps)
+    if trust.tsa is None:
+        ignored = f"; {count} timestamp(s) ignored: no TSA trusted" if count else ""
+        return now, f"verification time{ignored}"
+    if not count:
+        return now, "verification time; the bundle has no timestamp"
+    from modelsign._backends import timestamp  # noqa: PLC0415
+
+    at = timestamp.trusted_time(
+        material.timestamps,
+        bundle.envelope.signature,
+        trust.tsa_roots,
+        trust.tsa_others,
+        source=source,
+        tsa=str(trust.tsa),
+    )
+    return at, f"earliest of {count} timestamp(s) by TSA {trust.tsa}"
 
 
 def _check_sigstore(
@@ -349,7 +416,8 @@ def verify(
 
     Trust comes from ``keys``, ``sigstore`` identities, ``certificates`` (CAs
     with a pinned identity) and ``policy``, together. ``now`` is the time at
-    which certificates must be valid (default: now).
+    which certificates must be valid (default: now), unless a TSA the trust
+    names has timestamped a certificate-method bundle.
 
     Raises a :class:`~modelsign.errors.VerificationError` subclass when the
     model must not be trusted, a :class:`~modelsign.errors.UsageError`

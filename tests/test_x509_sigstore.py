@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 import modelsign
 from modelsign import keys
@@ -32,6 +32,7 @@ from modelsign.guard import Guard
 from modelsign.inspecting import inspect_bundle
 from modelsign.policy import CertificateTrust, Policy, SigstoreTrust
 from tests.conftest import flip_byte, shared
+from tests.tsakit import issue
 
 IBM = ("stefanb@us.ibm.com", "https://sigstore.verify.ibm.com/oauth2")
 
@@ -49,10 +50,6 @@ def _no_user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
 def _cert(
     subject: str,
     key: ec.EllipticCurvePrivateKey,
@@ -63,36 +60,16 @@ def _cert(
     email: str | None = None,
     days: int = 30,
 ) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - datetime.timedelta(days=1))
-        .not_valid_after(NOW + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
+    return issue(
+        subject,
+        key,
+        issuer,
+        issuer_key,
+        NOW - datetime.timedelta(days=1),
+        NOW + datetime.timedelta(days=days),
+        usage=None if ca else ExtendedKeyUsageOID.CODE_SIGNING,
+        email=email,
     )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-    else:
-        builder = builder.add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
-            critical=True,
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-    if email:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
 
 
 def _pem(cert: x509.Certificate) -> bytes:

@@ -52,19 +52,34 @@ def _digital_signature(_policy: object, _cert: object, ku: x509.KeyUsage | None)
         raise ValueError("the leaf's key usage does not include digitalSignature")
 
 
+def _time_stamping(_policy: object, _cert: object, eku: x509.ExtendedKeyUsage | None) -> None:
+    if eku is None or ExtendedKeyUsageOID.TIME_STAMPING not in eku:
+        raise ValueError("the TSA certificate's extended key usage does not include timeStamping")
+
+
 def verify_chain(
     leaf: x509.Certificate,
     intermediates: Sequence[x509.Certificate],
     roots: Sequence[x509.Certificate],
     at: datetime.datetime,
+    *,
+    time_stamping: bool = False,
 ) -> None:
     """Verify ``leaf`` up to one of ``roots`` at time ``at`` (RFC 5280 path
-    validation by cryptography). The leaf must be usable for code signing."""
-    ee = (
-        verification.ExtensionPolicy.permit_all()
-        .may_be_present(x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, _code_signing)
-        .may_be_present(x509.KeyUsage, verification.Criticality.AGNOSTIC, _digital_signature)
+    validation by cryptography). The leaf must be usable for code signing or,
+    with ``time_stamping``, be a TSA's: RFC 3161 section 2.3 wants a critical
+    extended key usage extension with id-kp-timeStamping."""
+    ee = verification.ExtensionPolicy.permit_all().may_be_present(
+        x509.KeyUsage, verification.Criticality.AGNOSTIC, _digital_signature
     )
+    if time_stamping:
+        ee = ee.require_present(
+            x509.ExtendedKeyUsage, verification.Criticality.CRITICAL, _time_stamping
+        )
+    else:
+        ee = ee.may_be_present(
+            x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, _code_signing
+        )
     verifier = (
         verification.PolicyBuilder()
         .store(verification.Store(list(roots)))
