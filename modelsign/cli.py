@@ -474,15 +474,20 @@ def inspect(
                 typer.echo(f"{label + ':':<12} {signer[field]}")
         typer.echo(f"model name:  {info['model_name']}")
         typer.echo(f"root digest: sha256:{info['root_digest']}")
-        typer.echo(f"hash type:   {info['hash_type']} ({info['method']})")
+        shards = f" of {info['shard_size']} bytes" if info["shard_size"] else ""
+        typer.echo(f"hash type:   {info['hash_type']} ({info['method']}{shards})")
         if info["ignore_paths"]:
             typer.echo(f"ignored:     {', '.join(info['ignore_paths'])}")
-        typer.echo(f"files:       {len(info['files'])}")
+        label = "shards:" if info["shard_size"] else "files:"
+        typer.echo(f"{label:<12} {len(info['files'])}")
         for f in info["files"]:
             size = "?" if f["size"] is None else f"{f['size']} bytes"
-            typer.echo(f"  {f['name']}  {size}  {f['digest']}")
+            size = "" if info["shard_size"] else f"  {size}"
+            typer.echo(f"  {f['name']}{size}  {f['digest']}")
             for m in f["members"]:
                 typer.echo(f"    [{f['archive']}] {m['name']}  {m['size']} bytes  {m['digest']}")
+        for name in info["empty_files"]:
+            typer.echo(f"  {name}  empty (no shard; signed in annotations.empty_files)")
 
 
 @app.command(

@@ -47,6 +47,8 @@ def inspect_bundle(signature: str | os.PathLike[str]) -> dict[str, Any]:
         "root_digest": manifest.root_digest,
         "hash_type": manifest.serialization.hash_type,
         "method": manifest.serialization.method,
+        "shard_size": manifest.serialization.shard_size,
+        "empty_files": [n for r in manifest.resources for n in r.empty_files],
         "allow_symlinks": manifest.serialization.allow_symlinks,
         "ignore_paths": list(manifest.serialization.ignore_paths),
         "files": [
