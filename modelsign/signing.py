@@ -180,8 +180,10 @@ def _refuse_stale_temporaries(tree: ModelTree, signature: Path) -> None:
     refuse, and say what it is, rather than sign it or silently skip it."""
     prefix = temporary_name_prefix(signature)
     for f in tree.files:
-        name = f.path.name
-        if f.path.parent == signature.parent and name.startswith(prefix) and name.endswith(".tmp"):
+        name = f.name.rpartition("/")[2]  # cheap string tests first: models have many files
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        if f.path.parent == signature.parent and f.path.name == name:
             raise UnsafeModelError(
                 f"{f.path}: a temporary file left by an interrupted signing; "
                 "remove it and sign again"
