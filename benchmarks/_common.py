@@ -1,20 +1,30 @@
-"""What the benchmark scripts share: sizes, the page cache, the machine."""
+"""What the benchmark scripts share: sizes, the page cache, the machine, the
+hashlib limit.
+
+compare.py imports this module in every fresh "hashlib limit" process, so its
+top-level imports are kept cheap (argparse, re and platform are imported where
+they are used).
+"""
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import os
-import platform
-import re
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
+HASH_BUFFER = 16 * MIB
 _UNITS = {"": 1, "K": 1024, "M": MIB, "G": GIB, "T": 1024 * GIB}
 
 
 def parse_size(text: str, minimum: int = 1) -> int:
     """``1073741824``, ``64M``, ``64MiB``, ``1G``, ``1.5GiB``: binary units."""
+    import argparse
+    import re
+
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
     if not m:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1G, 64M or a byte count)")
@@ -40,7 +50,67 @@ def warm_cache(paths: list[Path], buffer_size: int = 16 * MIB) -> None:
                 pass
 
 
+def model_files(model: Path) -> list[Path]:
+    """The regular files of a model: ``model`` itself, or every file below it, sorted."""
+    if not model.is_dir():
+        return [model]
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(model):
+        dirnames.sort()
+        found.extend(Path(dirpath, name) for name in sorted(filenames))
+    return found
+
+
+def sha256_files(
+    files: Iterable[Path], workers: int, buffer_size: int = HASH_BUFFER
+) -> dict[Path, str]:
+    """SHA-256 of each file, ``workers`` files at a time: the "hashlib limit".
+
+    Each thread reads with ``readinto`` into its own reused ``buffer_size``
+    buffer. Plain threads, not a ThreadPoolExecutor: ``concurrent.futures``
+    imports ``logging``, which costs a fresh process about 10 ms.
+    """
+    files = list(files)
+    results: dict[Path, str] = {}
+    errors: list[Exception] = []
+    pending = iter(files)
+    lock = threading.Lock()
+
+    def work() -> None:
+        buf = bytearray(buffer_size)
+        view = memoryview(buf)
+        while not errors:
+            with lock:
+                path = next(pending, None)
+            if path is None:
+                return
+            try:
+                h = hashlib.sha256()
+                with open(path, "rb", buffering=0) as f:
+                    while n := f.readinto(buf):
+                        h.update(view[:n])
+            except Exception as e:  # noqa: BLE001 - re-raised by the caller below
+                errors.append(e)
+                return
+            results[path] = h.hexdigest()
+
+    workers = max(1, min(workers, len(files)))
+    if workers == 1:
+        work()
+    else:
+        threads = [threading.Thread(target=work) for _ in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+    return {p: results[p] for p in files}
+
+
 def machine() -> str:
+    import platform
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

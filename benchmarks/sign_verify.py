@@ -24,26 +24,22 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import _common
-from _common import GIB, MIB, human, load_average, machine, warm_cache
+from _common import GIB, MIB, human, load_average, machine, sha256_files, warm_cache
 
 BLOCK = 64 * MIB
-HASH_BUFFER = 16 * MIB
 DIR_FILES = 4
 
 
@@ -116,26 +112,7 @@ def write_keys(root: Path) -> tuple[Path, Path]:
 # --- the hashlib limit ---------------------------------------------------------
 
 
-def sha256_files(files: list[Path], workers: int) -> dict[Path, str]:
-    """SHA-256 of each file, ``workers`` files at a time, one reused buffer per thread."""
-    local = threading.local()
-
-    def one(path: Path) -> str:
-        buf = getattr(local, "buf", None)
-        if buf is None:
-            buf = local.buf = bytearray(HASH_BUFFER)
-        view = memoryview(buf)
-        h = hashlib.sha256()
-        with open(path, "rb", buffering=0) as f:
-            while n := f.readinto(buf):
-                h.update(view[:n])
-        return h.hexdigest()
-
-    workers = max(1, min(workers, len(files)))
-    if workers == 1:
-        return {p: one(p) for p in files}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(zip(files, pool.map(one, files), strict=True))
+# sha256_files lives in _common: compare.py runs it in fresh processes too.
 
 
 # --- the operations --------------------------------------------------------------
