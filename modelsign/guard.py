@@ -44,7 +44,13 @@ from modelsign.errors import (
     UntrustedBundleError,
     VerificationError,
 )
-from modelsign.hashing import CHUNK_SIZE, check_member_sizes, new_scheme_hasher
+from modelsign.hashing import (
+    CHUNK_SIZE,
+    check_member_sizes,
+    fingerprint_difference,
+    fingerprint_size,
+    new_scheme_hasher,
+)
 from modelsign.manifest import Manifest
 from modelsign.policy import Policy
 from modelsign.verifying import VerifiedModel, check_bundle, read_bundle, verify
@@ -112,6 +118,18 @@ class _Vouch:
         """The hash scheme: the hash type, with the shard size in shard mode."""
         return self.manifest.serialization.scheme
 
+    def could_match(self, size: int) -> bool:
+        """Whether a file of ``size`` bytes could be this bundle's (its file's,
+        for a bundle found by path): shard bundles say their files' sizes, so
+        a file of another size is refused without hashing it in shards."""
+        if self.manifest.serialization.shard_size is None:
+            return True
+        signed = self.manifest.file_fingerprints()
+        if self.name is None:
+            return any(fingerprint_size(f) == size for f in signed.values())
+        expected = self.expected()
+        return expected is not None and fingerprint_size(expected) == size
+
     def vouches_for(self, digests: dict[str, str]) -> bool:
         """Whether the file whose digests (by scheme) are ``digests`` is one
         of this bundle's files (an explicit bundle matches by digest)."""
@@ -176,7 +194,7 @@ class Guard:
                 continue
             name = file.name if single else Path(os.path.relpath(file, root)).as_posix()
             vouch = _Vouch(signature, manifest, name)
-            if single and len(manifest.resources) != 1:
+            if single and len(manifest.file_fingerprints()) != 1:
                 continue
             if vouch.expected() is not None:
                 return vouch, errors
@@ -331,32 +349,38 @@ class Guard:
             raise self._refuse(UnsafeLoadError, path, "not a regular file")
         explicit, explicit_errors = self._explicit()
         errors = errors + explicit_errors
+        explicit = [v for v in explicit if v.could_match(st.st_size)]
         if vouch is None and not explicit:
             # Nothing could vouch for any bytes: refuse without reading them
             # (a multi-GB unsigned file costs nothing to refuse).
             raise self._unsigned(path, {}, errors)
+        size_ok = vouch is not None and vouch.could_match(st.st_size)
+        if vouch is not None and not size_ok and not explicit:
+            raise self._size_mismatch(path, vouch, st.st_size)
         types = {v.hash_type for v in explicit}
-        if vouch is not None:
+        if vouch is not None and size_ok:
             types.add(vouch.hash_type)
-        types = types or {"sha256"}
         digests, source = self._capture_fd(
             fd, st.st_size, types, memfd or st.st_size >= MEMFD_THRESHOLD, what
         )
         try:
             if vouch is not None:
-                expected = vouch.expected()
-                actual = digests[vouch.hash_type]
-                if actual == expected:
+                expected = vouch.expected() if size_ok else None
+                actual = digests.get(vouch.hash_type)
+                if expected is not None and actual == expected:
                     self._check_archive(source, path)
                     return source
                 if not any(v.vouches_for(digests) for v in explicit):
+                    if expected is None or actual is None:
+                        raise self._size_mismatch(path, vouch, st.st_size)
+                    where, want, got = fingerprint_difference(expected, actual)
                     raise self._refuse(
                         FileDigestMismatchError,
                         path,
-                        f"digest mismatch against {vouch.signature} (entry {vouch.name!r}): "
-                        f"expected {vouch.hash_type}:{expected}, actual {vouch.hash_type}:{actual}",
-                        expected,
-                        actual,
+                        f"digest mismatch against {vouch.signature} (entry {vouch.name!r}{where}): "
+                        f"expected {vouch.hash_type}:{want}, actual {vouch.hash_type}:{got}",
+                        want,
+                        got,
                     )
             if any(v.vouches_for(digests) for v in explicit):
                 self._check_archive(source, path)
@@ -366,10 +390,23 @@ class Guard:
             source.close()
             raise
 
+    def _size_mismatch(self, path: str, vouch: _Vouch, size: int) -> LoadRefusedError:
+        expected = vouch.expected()
+        want = f"{fingerprint_size(expected)} bytes" if expected is not None else "?"
+        return self._refuse(
+            FileDigestMismatchError,
+            path,
+            f"size mismatch against {vouch.signature} (entry {vouch.name!r}): "
+            f"expected {want}, actual {size} bytes (not read)",
+            want,
+            f"{size} bytes",
+        )
+
     def _unsigned(
         self, target: str, digests: dict[str, str], errors: list[tuple[Path, VerificationError]]
     ) -> LoadRefusedError:
-        actual = digests.get("sha256") or next(iter(digests.values()), None)
+        plain = (d for scheme, d in sorted(digests.items()) if "/shards/" not in scheme)
+        actual = digests.get("sha256") or next(plain, None)  # not a fingerprint of 1,000 shards
         if errors:
             sig, err = errors[0]
             refusal = self._refuse(

@@ -33,6 +33,8 @@ __all__ = [
     "Progress",
     "ShardDigest",
     "check_member_sizes",
+    "fingerprint_difference",
+    "fingerprint_size",
     "hash_file",
     "hash_files",
     "new_hasher",
@@ -135,6 +137,27 @@ def parse_shard_fingerprint(fingerprint: str) -> list[ShardDigest]:
         start, end, digest = part.split(":")
         shards.append(ShardDigest(int(start), int(end), digest))
     return shards
+
+
+def fingerprint_size(fingerprint: str) -> int:
+    """The file size a shard fingerprint stands for."""
+    shards = parse_shard_fingerprint(fingerprint)
+    return shards[-1].end if shards else 0
+
+
+def fingerprint_difference(expected: str, actual: str) -> tuple[str, str, str]:
+    """``(where, expected, actual)`` for a message: for shard fingerprints the
+    first differing shard (``" at 0:1048576, and 2 more shards"``) and its two
+    digests, not two fingerprints of thousands of shards; for digests, as is."""
+    if ":" not in expected + actual:
+        return "", expected, actual
+    want, got = parse_shard_fingerprint(expected), parse_shard_fingerprint(actual)
+    if [(w.start, w.end) for w in want] != [(g.start, g.end) for g in got]:
+        return " (size)", f"{fingerprint_size(expected)} bytes", f"{fingerprint_size(actual)} bytes"
+    diff = [(w, g) for w, g in zip(want, got, strict=True) if w.digest != g.digest]
+    w, g = diff[0]
+    more = f", and {len(diff) - 1} more shard(s)" if len(diff) > 1 else ""
+    return f" at shard {w.start}:{w.end}{more}", w.digest, g.digest
 
 
 class _ShardedHasher:

@@ -29,6 +29,9 @@ MAX_CERT_BYTES = 1024 * 1024
 #: Signing refuses a shard size that would cut the model into more shards
 #: (a bundle of a million resources is about 150 MB of JSON).
 MAX_SHARDS = 1_000_000
+#: The largest shard size signed (2**63 - 1: far above any file, and within
+#: what every JSON reader, modelsign's strict one included, reads as an integer).
+MAX_SHARD_SIZE = 2**63 - 1
 
 
 def default_signature_path(model: Path) -> Path:
@@ -133,8 +136,13 @@ def sign(
     """
     model_path = Path(model)
     method = _method(key, certificate, sigstore)
-    if shard_size is not None and (isinstance(shard_size, bool) or shard_size <= 0):
-        raise UsageError(f"the shard size must be a positive number of bytes, not {shard_size!r}")
+    if shard_size is not None and (
+        isinstance(shard_size, bool) or not 0 < shard_size <= MAX_SHARD_SIZE
+    ):
+        raise UsageError(
+            f"the shard size must be a number of bytes from 1 to {MAX_SHARD_SIZE}, "
+            f"not {shard_size!r}"
+        )
     # Everything that can fail on the caller's input fails before hashing.
     private = None
     if key is not None:

@@ -39,6 +39,7 @@ from modelsign.errors import (
 from modelsign.hashing import (
     MemberDigest,
     Progress,
+    fingerprint_size,
     hash_file,
     hash_files,
     parse_shard_fingerprint,
@@ -447,7 +448,7 @@ def verify(
         # without being read (and a bundle's tiny shard_size cannot make a
         # large unsigned size cost millions of hashing tasks).
         sizes = {names[f.name]: f.size for f in to_hash}
-        to_hash = [f for f in to_hash if f.size == _signed_size(signed[names[f.name]])]
+        to_hash = [f for f in to_hash if f.size == fingerprint_size(signed[names[f.name]])]
     digests = hash_files(
         to_hash,
         ser.hash_type,
@@ -471,11 +472,6 @@ def verify(
         files=tuple(sorted(manifest.file_fingerprints())),
         manifest=manifest,
     )
-
-
-def _signed_size(token: str) -> int:
-    shards = parse_shard_fingerprint(token)
-    return shards[-1].end if shards else 0
 
 
 def _with_member_diagnostics(
