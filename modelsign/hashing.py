@@ -15,10 +15,9 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from modelsign import archive
 from modelsign.enumerating import ModelFile
@@ -382,11 +381,48 @@ def hash_files(
         small = [f for f in files if f.size < SMALL_FILE]
         if small:
             groups.append(small)
-        with ThreadPoolExecutor(
-            max_workers=min(workers, len(groups)), thread_name_prefix="modelsign-hash"
-        ) as pool:
-            results = [d for group in pool.map(batch, groups) for d in group]
+        results = [d for group in _run_parallel(batch, groups, workers) for d in group]
     return {r.name: r for r in results}
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _run_parallel(fn: Callable[[_T], _R], items: Sequence[_T], workers: int) -> list[_R]:
+    """``[fn(x) for x in items]`` on up to ``workers`` threads, in order. The
+    first exception is raised once every thread has stopped; after it, no
+    new item is started. (concurrent.futures would do, but importing it costs
+    every command ~8 ms.)"""
+    results: list[_R | None] = [None] * len(items)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    position = iter(range(len(items)))
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = None if errors else next(position, None)
+            if i is None:
+                return
+            try:
+                results[i] = fn(items[i])
+            except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+                with lock:
+                    errors.append(e)
+
+    threads = [
+        threading.Thread(target=work, name=f"modelsign-hash-{n}", daemon=True)
+        for n in range(max(1, min(workers, len(items))) - 1)
+    ]
+    for t in threads:
+        t.start()
+    work()  # the calling thread is one of the workers
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results  # type: ignore[return-value]  # every slot was filled
 
 
 @dataclass(frozen=True)
@@ -475,11 +511,7 @@ def _hash_sharded(
         return result
 
     workers = max(1, min(workers, len(tasks)))
-    if workers == 1:
-        results = [one(t) for t in tasks]
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelsign-hash") as pool:
-            results = list(pool.map(one, tasks))
+    results = _run_parallel(one, tasks, workers)
     shards: dict[str, list[ShardDigest]] = {f.name: [] for f in files}
     identity: dict[str, tuple[int, int]] = {}
     kinds: dict[str, str | None] = {}
