@@ -11,10 +11,11 @@ digests are diagnostics.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -257,6 +258,16 @@ def _open_regular(path: Path, display: str) -> tuple[int, os.stat_result]:
     return fd, st
 
 
+def _chunks(f: io.FileIO | io.BytesIO, buf: memoryview, data: bytes | None) -> Iterator[memoryview]:
+    """The file's bytes: ``data`` when it was read whole, else ``buf``-sized reads."""
+    if data is not None:
+        if data:
+            yield memoryview(data)
+        return
+    while n := f.readinto(buf):
+        yield buf[:n]
+
+
 def hash_file(
     file: ModelFile,
     hash_type: str,
@@ -277,8 +288,20 @@ def hash_file(
     buf = buffer if buffer is not None else bytearray(CHUNK_SIZE)
     view = memoryview(buf)
     fd, st = _open_regular(file.path, display)
-    with os.fdopen(fd, "rb", buffering=0) as f:
-        layout = archive.inspect(f, st.st_size, display) if inspect_archive else None
+    with os.fdopen(fd, "rb", buffering=0) as raw:
+        f: io.FileIO | io.BytesIO = raw
+        size = st.st_size
+        data = None
+        if size < SMALL_FILE:
+            # One read instead of three (archive header, zip end record,
+            # content): a small file's cost is its system calls. A file that
+            # has grown since is read as a large one.
+            data = raw.read(SMALL_FILE)
+            if len(data) < SMALL_FILE:
+                f, size = io.BytesIO(data), len(data)
+            else:
+                data, size = None, os.fstat(fd).st_size
+        layout = archive.inspect(f, size, display) if inspect_archive else None
         if layout is not None:
             check_member_sizes(layout, display)
         taps: list[tuple[int, int, archive.Member, Hasher]] = []
@@ -291,11 +314,8 @@ def hash_file(
         f.seek(0)
         whole = factory()
         offset = 0
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            chunk = view[:n]
+        for chunk in _chunks(f, view, data):
+            n = len(chunk)
             whole.update(chunk)
             end = offset + n
             for start, stop, _, h in taps:
