@@ -254,12 +254,34 @@ def test_key_paths_import_neither_sigstore_nor_torch(
         f"    app(['verify', {str(model)!r}, '--key', {str(keypair[1])!r}])\n"
         "except SystemExit as e:\n"
         "    assert not e.code, e.code\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sigstore', 'torch')))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('sigstore', 'torch', 'pydantic')))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
     )
     assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_help_imports_no_heavy_package() -> None:
+    """Start-up: --help is plain text; rich (help formatting), pydantic (typer
+    0.29's parameter coercion), sigstore and torch stay unimported."""
+    code = (
+        "import sys\n"
+        "from modelsign.cli import app\n"
+        "try:\n"
+        "    app(['--help'])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'rich', 'pydantic', 'sigstore', 'torch'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Commands:" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
