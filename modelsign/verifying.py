@@ -241,6 +241,10 @@ def _check_certificate(
     raise UntrustedSignerError(f"{source}: no trusted CA vouches for it: " + "; ".join(reasons))
 
 
+#: How far a trusted timestamp may be ahead of the verifier's clock.
+_CLOCK_SKEW = datetime.timedelta(minutes=5)
+
+
 def _certificate_time(
     bundle: Bundle,
     material: CertificateMaterial,
@@ -265,6 +269,12 @@ def _certificate_time(
         source=source,
         tsa=str(trust.tsa),
     )
+    if at > now + _CLOCK_SKEW:
+        raise UntrustedSignerError(
+            f"{source}: the timestamp by TSA {trust.tsa} says {at:%Y-%m-%dT%H:%M:%SZ}, "
+            f"later than now ({now:%Y-%m-%dT%H:%M:%SZ}): a timestamp from the future "
+            "is not evidence of when the signature existed"
+        )
     return at, f"earliest of {count} timestamp(s) by TSA {trust.tsa}"
 
 

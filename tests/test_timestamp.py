@@ -147,6 +147,20 @@ def test_without_a_tsa_the_timestamp_is_ignored_and_the_leaf_is_expired(
     assert "does not verify at" in message
 
 
+def test_timestamp_from_the_future_is_refused(
+    tmp_path: Path, pki: dict[str, Path], tsa: TSA
+) -> None:
+    """A genTime a day ahead of the verifier's clock says nothing about when
+    the signature existed (the leaf valid now is used, so only the time is wrong)."""
+    model = _signed_model(tmp_path, pki, leaf="current")
+    _stamp(model, tsa, NOW + DAY)
+    with pytest.raises(UntrustedSignerError) as e:
+        modelsign.verify(model, certificates=_trust(pki))
+    message = str(e.value)
+    assert message.startswith(f"{model / 'model.sig'}: the timestamp by TSA {pki['tsa']} says ")
+    assert f"{NOW + DAY:%Y-%m-%dT%H:%M:%SZ}, later than now" in message
+
+
 def test_expired_leaf_with_tsa_but_no_timestamp_is_refused(
     tmp_path: Path, pki: dict[str, Path]
 ) -> None:
