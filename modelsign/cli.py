@@ -99,6 +99,7 @@ class _Reporter:
         self.files = self.files_total = self.bytes = self.bytes_total = 0
         self.bar: Any = None
         self._task: Any = None
+        self._closed = False
 
     def start(self, files: int, nbytes: int) -> None:
         with self._lock:
@@ -115,6 +116,8 @@ class _Reporter:
             self._tick()
 
     def _tick(self) -> None:
+        if self._closed:  # a hashing thread still finishing after an error
+            return
         if self.bar is None:
             if self._clock() - self._t0 < self.delay:
                 return
@@ -146,6 +149,7 @@ class _Reporter:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self.bar is not None:
                 self.bar.stop()
 
@@ -169,7 +173,7 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
-_SIZE = re.compile(r"([0-9]+)(?:([KMGT])(?:i?B)?|B)?", re.IGNORECASE)
+_SIZE = re.compile(r"([0-9]{1,30})(?:([KMGT])(?:i?B)?|B)?", re.IGNORECASE)
 
 
 def _parse_size(text: str | None) -> int | None:
@@ -471,23 +475,31 @@ def inspect(
             ("timestamps", "timestamps"),
         ):
             if signer.get(field) is not None:
-                typer.echo(f"{label + ':':<12} {signer[field]}")
-        typer.echo(f"model name:  {info['model_name']}")
+                typer.echo(f"{label + ':':<12} {_shown(signer[field])}")
+        typer.echo(f"model name:  {_shown(info['model_name'])}")
         typer.echo(f"root digest: sha256:{info['root_digest']}")
         shards = f" of {info['shard_size']} bytes" if info["shard_size"] else ""
         typer.echo(f"hash type:   {info['hash_type']} ({info['method']}{shards})")
         if info["ignore_paths"]:
-            typer.echo(f"ignored:     {', '.join(info['ignore_paths'])}")
+            typer.echo(f"ignored:     {', '.join(map(_shown, info['ignore_paths']))}")
         label = "shards:" if info["shard_size"] else "files:"
         typer.echo(f"{label:<12} {len(info['files'])}")
         for f in info["files"]:
             size = "?" if f["size"] is None else f"{f['size']} bytes"
             size = "" if info["shard_size"] else f"  {size}"
-            typer.echo(f"  {f['name']}{size}  {f['digest']}")
+            typer.echo(f"  {_shown(f['name'])}{size}  {f['digest']}")
             for m in f["members"]:
-                typer.echo(f"    [{f['archive']}] {m['name']}  {m['size']} bytes  {m['digest']}")
+                member = _shown(m["name"])
+                typer.echo(f"    [{f['archive']}] {member}  {m['size']} bytes  {m['digest']}")
         for name in info["empty_files"]:
-            typer.echo(f"  {name}  empty (no shard; signed in annotations.empty_files)")
+            typer.echo(f"  {_shown(name)}  empty (no shard; signed in annotations.empty_files)")
+
+
+def _shown(value: object) -> str:
+    """A claim from an unverified bundle, safe for a terminal: anything with a
+    control character (an escape sequence, a newline) is shown quoted."""
+    text = str(value)
+    return text if text.isprintable() else ascii(text)
 
 
 @app.command(

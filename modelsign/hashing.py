@@ -258,6 +258,20 @@ def _open_regular(path: Path, display: str) -> tuple[int, os.stat_result]:
     return fd, st
 
 
+def _read_up_to(f: io.FileIO, limit: int) -> bytes:
+    """Up to ``limit`` bytes, to the end of the file: a read may return less
+    than asked (FUSE, network file systems) without being at the end."""
+    parts = []
+    got = 0
+    while got < limit:
+        part = f.read(limit - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
 def _chunks(f: io.FileIO | io.BytesIO, buf: memoryview, data: bytes | None) -> Iterator[memoryview]:
     """The file's bytes: ``data`` when it was read whole, else ``buf``-sized reads."""
     if data is not None:
@@ -296,7 +310,7 @@ def hash_file(
             # One read instead of three (archive header, zip end record,
             # content): a small file's cost is its system calls. A file that
             # has grown since is read as a large one.
-            data = raw.read(SMALL_FILE)
+            data = _read_up_to(raw, SMALL_FILE)
             if len(data) < SMALL_FILE:
                 f, size = io.BytesIO(data), len(data)
             else:
@@ -420,16 +434,15 @@ def _run_parallel(fn: Callable[[_T], _R], items: Sequence[_T], workers: int) -> 
     position = iter(range(len(items)))
 
     def work() -> None:
-        while True:
-            with lock:
-                i = None if errors else next(position, None)
-            if i is None:
-                return
-            try:
-                results[i] = fn(items[i])
-            except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+        try:
+            while True:
                 with lock:
-                    errors.append(e)
+                    i = None if errors else next(position, None)
+                if i is None:
+                    return
+                results[i] = fn(items[i])
+        except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+            errors.append(e)  # list.append is atomic; the others stop at their next item
 
     threads = [
         threading.Thread(target=work, name=f"modelsign-hash-{n}", daemon=True)
@@ -458,10 +471,14 @@ def _hash_range(
     display: str,
     buf: bytearray,
     progress: Progress | None,
-) -> tuple[ShardDigest, tuple[int, int], str | None]:
+) -> tuple[ShardDigest, tuple[int, ...], str | None]:
     """Hash one shard. The task of a file's first shard also checks the
     file's archive structure and inflates its compressed members (bounded),
-    as :func:`hash_file` does."""
+    as :func:`hash_file` does. Each shard opens the file itself; the file's
+    identity (device, inode, size, modification and change times) must be
+    the same when each shard starts and ends, so a file replaced between two
+    shards (even by one that reuses the inode number) or written meanwhile is
+    refused."""
     fd, st = _open_regular(task.file.path, display)
     with os.fdopen(fd, "rb", buffering=0) as f:
         if st.st_size != task.file.size:
@@ -492,7 +509,14 @@ def _hash_range(
             offset += n
             if progress is not None:
                 progress.advance(n)
-        return ShardDigest(task.start, task.end, h.hexdigest()), (st.st_dev, st.st_ino), kind
+        ident = _identity(st)
+        if _identity(os.fstat(fd)) != ident:
+            raise UnsafeModelError(f"{display}: changed while being hashed")
+        return ShardDigest(task.start, task.end, h.hexdigest()), ident, kind
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _hash_sharded(
@@ -517,7 +541,7 @@ def _hash_sharded(
         remaining[t.file.name] += 1
     lock = threading.Lock()
 
-    def one(task: _Range) -> tuple[ShardDigest, tuple[int, int], str | None]:
+    def one(task: _Range) -> tuple[ShardDigest, tuple[int, ...], str | None]:
         buf = getattr(local, "buffer", None)
         if buf is None:
             buf = local.buffer = bytearray(CHUNK_SIZE)
@@ -533,7 +557,7 @@ def _hash_sharded(
     workers = max(1, min(workers, len(tasks)))
     results = _run_parallel(one, tasks, workers)
     shards: dict[str, list[ShardDigest]] = {f.name: [] for f in files}
-    identity: dict[str, tuple[int, int]] = {}
+    identity: dict[str, tuple[int, ...]] = {}
     kinds: dict[str, str | None] = {}
     for task, (digest, ident, kind) in zip(tasks, results, strict=True):
         name = task.file.name

@@ -11,6 +11,7 @@ not a valid OMS v1.0 statement.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -206,7 +207,8 @@ class Resource:
         )
         assert isinstance(digest, str)
         ann = obj.get("annotations")
-        size, kind, members = cls._annotations(ann, name, length)
+        # Archive members describe whole files: a shard has none.
+        size, kind, members = cls._annotations(None if shard_size else ann, name, length)
         empty: tuple[str, ...] = ()
         if shard_size is not None and isinstance(ann, dict) and "empty_files" in ann:
             empty = _empty_files(ann["empty_files"])
@@ -397,7 +399,12 @@ class Manifest:
     def file_fingerprints(self) -> dict[str, str]:
         """What each signed file must hash to, by file name: its digest, or in
         shard mode its shard fingerprint (:func:`modelsign.hashing.shard_fingerprint`;
-        :data:`~modelsign.hashing.NO_SHARDS` for an empty file)."""
+        :data:`~modelsign.hashing.NO_SHARDS` for an empty file). A copy of a
+        mapping computed once (a bundle may list a million shards)."""
+        return dict(self._fingerprints)
+
+    @functools.cached_property
+    def _fingerprints(self) -> dict[str, str]:
         if self.serialization.shard_size is None:
             return self.digests()
         shards: dict[str, list[ShardDigest]] = {}

@@ -137,7 +137,7 @@ def sign(
     model_path = Path(model)
     method = _method(key, certificate, sigstore)
     if shard_size is not None and (
-        isinstance(shard_size, bool) or not 0 < shard_size <= MAX_SHARD_SIZE
+        type(shard_size) is not int or not 0 < shard_size <= MAX_SHARD_SIZE
     ):
         raise UsageError(
             f"the shard size must be a number of bytes from 1 to {MAX_SHARD_SIZE}, "

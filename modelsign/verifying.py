@@ -343,6 +343,10 @@ def compare(
         raise ModelMismatchError.for_mismatches(model, tuple(problems))
 
 
+#: Differing shards listed one by one for a file; the rest are counted.
+MAX_SHARD_MISMATCHES = 10
+
+
 def _shard_mismatches(
     name: str, expected: str, actual: str | None, sizes: Mapping[str, int]
 ) -> list[Mismatch]:
@@ -357,11 +361,22 @@ def _shard_mismatches(
     if now != size:
         return [Mismatch("digest", name, f"{size} bytes", f"{now} bytes", what="size")]
     assert got is not None
-    return [
+    differ = [(w, g) for w, g in zip(want, got, strict=True) if w.digest != g.digest]
+    listed = [
         Mismatch("digest", f"{name}:{w.start}:{w.end}", expected=w.digest, actual=g.digest)
-        for w, g in zip(want, got, strict=True)
-        if w.digest != g.digest
+        for w, g in differ[:MAX_SHARD_MISMATCHES]
     ]
+    if len(differ) > MAX_SHARD_MISMATCHES:  # a rewritten file: say how much, not every shard
+        listed.append(
+            Mismatch(
+                "digest",
+                name,
+                expected=f"{len(want)} shards as signed",
+                actual=f"{len(differ)} of them differ (the first {MAX_SHARD_MISMATCHES} listed)",
+                what="shards",
+            )
+        )
+    return listed
 
 
 def read_bundle(path: Path, *, max_bytes: int | None = None) -> Bundle:
@@ -471,6 +486,8 @@ def verify(
     try:
         compare(manifest, actual, [names[f.name] for f in tree.files], str(model_path), sizes)
     except ModelMismatchError as e:
+        if ser.shard_size is not None:  # the differing shards already say where
+            raise
         raise _with_member_diagnostics(e, manifest, tree, names) from None
     return VerifiedModel(
         model=model_path,

@@ -218,3 +218,18 @@ def test_cli_bad_shard_size_exits_2(tmp_path: Path, text: str) -> None:
         f"modelsign: error: --shard-size {text!r}: give a positive size, such as 1000000 or 1G\n"
     )
     assert not (model / "model.sig").exists()
+
+
+def test_calls_after_close_open_no_bar(screen: tuple[Console, io.StringIO]) -> None:
+    """A hashing thread may still report after an error closed the reporter:
+    it must not start a live display that nobody stops."""
+    console, out = screen
+    clock = Clock()
+    reporter = _Reporter("verifying", console=console, clock=clock)
+    reporter.start(2, 200)
+    reporter.close()
+    clock.now += reporter.delay + 1
+    reporter.advance(100)
+    reporter.file_done()
+    assert reporter.bar is None
+    assert out.getvalue() == ""

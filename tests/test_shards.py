@@ -1555,3 +1555,171 @@ def test_a_large_shard_size_signs_and_verifies(tmp_path: Path, keypair: tuple[Pa
     assert [(r.name, r.digest) for r in result.manifest.resources] == expected_shards(
         files, largest
     )
+
+
+# --------------------------------------------------------------------------
+# Regressions from the review of the shard code
+
+
+def test_a_file_replaced_between_its_shards_is_refused(
+    tmp_path: Path, keypair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each shard opens the file; a file unlinked and re-created between two
+    shards (the new one may reuse the inode number) must not verify as a mix
+    of both. The swap happens when the second shard task asks for the file's
+    display name, i.e. after the first shard was hashed and closed."""
+    model = tmp_path / "m"
+    model.mkdir()
+    w = model / "w.bin"
+    first, second = content("a", SHARD), content("b", SHARD)
+    w.write_bytes(first + second)
+    modelsign.sign(model, keypair[0], shard_size=SHARD)
+    import modelsign.verifying as verifying_module
+
+    calls = {"n": 0}
+    original = verifying_module.display_name
+
+    def swap_after_first_shard(tree: Any, f: Any) -> str:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            w.unlink()
+            w.write_bytes(bytes(SHARD) + second)  # same size, other first shard
+        return original(tree, f)
+
+    monkeypatch.setattr(verifying_module, "display_name", swap_after_first_shard)
+    with pytest.raises(UnsafeModelError) as info:
+        modelsign.verify(model, keys=[keypair[1]], workers=1)
+    assert calls["n"] >= 2
+    assert str(w) in str(info.value)
+    assert "while being hashed" in str(info.value)
+
+
+def test_short_reads_of_a_small_file_are_read_to_the_end(
+    tmp_path: Path, keypair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read may return less than asked (FUSE, network file systems): the
+    small-file path must read to the end, or an unread tail would be unsigned."""
+    import os as real_os
+
+    import modelsign.hashing as hashing_module
+
+    class ShortReads(io.FileIO):
+        def read(self, n: int | None = -1) -> bytes:
+            return super().read(min(n, 4096) if n is not None and n > 0 else 4096)
+
+    class OsWithShortReads:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_os, name)
+
+        @staticmethod
+        def fdopen(fd: int, mode: str = "rb", buffering: int = -1) -> io.FileIO:
+            assert (mode, buffering) == ("rb", 0)
+            return ShortReads(fd, "rb", closefd=True)
+
+    model = tmp_path / "weights.bin"
+    model.write_bytes(content("w", 100_000))
+    monkeypatch.setattr(hashing_module, "os", OsWithShortReads())
+    modelsign.sign(model, keypair[0])
+    flip_byte(model, 90_000)  # in the tail, far past the first short read
+    with pytest.raises(DigestMismatchError) as info:
+        modelsign.verify(model, keys=[keypair[1]])
+    assert "digest mismatch" in str(info.value)
+
+
+def test_member_annotations_on_a_shard_are_ignored(
+    tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    """Archive members describe whole files; a (validly signed) shard that
+    carries some must not break the mismatch report (it raised KeyError)."""
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"A" * 40)
+    signed_ = modelsign.sign(model, keypair[0], shard_size=16)
+
+    def add_members(st: Statement) -> None:
+        r = st["predicate"]["resources"][0]
+        r.setdefault("annotations", {})["archive"] = "zip"
+        r["annotations"]["members"] = [
+            {"name": "x", "size": 1, "digest": "0" * 64, "compression": "stored"}
+        ]
+
+    resign(signed_.signature, keypair[0], add_members)
+    modelsign.verify(model, keys=[keypair[1]])
+    (model / "w.bin").write_bytes(b"B" + b"A" * 39)
+    with pytest.raises(DigestMismatchError) as info:
+        modelsign.verify(model, keys=[keypair[1]])
+    assert [m.name for m in info.value.mismatches] == ["w.bin:0:16"]
+    result = cli("verify", model, "--key", keypair[1], "-q")
+    assert result.returncode == 1, result.stderr
+
+
+def test_a_rewritten_file_lists_ten_shards_and_counts_the_rest(
+    tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    w = model / "w.bin"
+    w.write_bytes(content("w", 30 * 16))
+    modelsign.sign(model, keypair[0], shard_size=16)
+    w.write_bytes(content("other", 30 * 16))
+    with pytest.raises(DigestMismatchError) as info:
+        modelsign.verify(model, keys=[keypair[1]])
+    names = [m.name for m in info.value.mismatches]
+    assert names == ["w.bin", *sorted(f"w.bin:{16 * i}:{16 * i + 16}" for i in range(10))]
+    assert (
+        "w.bin: shards mismatch: expected 30 shards as signed, actual 30 of them differ "
+        "(the first 10 listed)" in str(info.value)
+    )
+
+
+def test_in_memory_bytes_are_not_hashed_in_the_shards_of_a_bundle_of_other_sizes(
+    tmp_path: Path, keypair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An explicit bundle with shard_size 1 over a 1-byte file must not make
+    every in-memory load hash its bytes one shard per byte."""
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "one.bin").write_bytes(b"x")
+    modelsign.sign(model, keypair[0], shard_size=1)
+    listed = Policy(
+        (modelsign.load_public_key(keypair[1]),),
+        source="explicit",
+        bundles=(model / "model.sig",),
+    )
+    schemes: list[str] = []
+    original = modelsign.guard.new_scheme_hasher
+
+    def recording(name: str) -> Any:
+        schemes.append(name)
+        return original(name)
+
+    monkeypatch.setattr(modelsign.guard, "new_scheme_hasher", recording)
+    guard = modelsign.guard.Guard(listed)
+    with pytest.raises(UnsignedFileError):
+        guard.open_memory(bytes(64 * 1024))
+    assert "sha256/shards/1" not in schemes
+    with guard.open_memory(b"x") as source:  # the signed bytes still pass
+        assert source.data == b"x"
+    assert "sha256/shards/1" in schemes
+
+
+@pytest.mark.parametrize("bad", [1024.0, 1.5, "1M", None.__class__])
+def test_sign_refuses_a_shard_size_that_is_not_an_int(
+    tmp_path: Path, keypair: tuple[Path, Path], bad: Any
+) -> None:
+    model = tmp_path / "m"
+    write_model(model, {"a": 3})
+    with pytest.raises(UsageError, match="the shard size must be a number of bytes"):
+        modelsign.sign(model, keypair[0], shard_size=bad)
+    assert leftovers(model) == []
+
+
+def test_cli_refuses_a_shard_size_of_many_digits(
+    tmp_path: Path, ed_keypair: tuple[Path, Path]
+) -> None:
+    model = tmp_path / "m"
+    write_model(model, {"a": 3})
+    result = cli("sign", model, "--key", ed_keypair[0], "--shard-size", "9" * 5000, "-q")
+    assert result.returncode == 2, result.stderr
+    assert "--shard-size" in result.stderr
+    assert "Traceback" not in result.stderr
