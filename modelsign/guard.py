@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from modelsign import archive, hashing
 from modelsign.enumerating import SINGLE_FILE_NAME, hf_blobs_dir, symlink_target
 from modelsign.errors import (
     FileDigestMismatchError,
@@ -46,7 +45,7 @@ from modelsign.errors import (
 )
 from modelsign.hashing import (
     CHUNK_SIZE,
-    check_member_sizes,
+    check_archive,
     fingerprint_difference,
     fingerprint_size,
     new_scheme_hasher,
@@ -441,15 +440,7 @@ class Guard:
         them next): each is inflated here once, in bounded chunks."""
         with source.fileobj() as f:
             try:
-                layout = archive.inspect(f, source.size, target)
-                if layout is None:
-                    return
-                check_member_sizes(layout, target)
-                for member in layout.members:
-                    if member.data_range is None:
-                        archive.member_digest(
-                            f, layout, member, hashlib.sha256, target, hashing.MAX_MEMBER_BYTES
-                        )
+                check_archive(f, source.size, target, hashlib.sha256)
             except UnsafeArchiveError as e:
                 raise self._refuse(UnsafeLoadError, target, str(e)) from e
 

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from modelsign import archive
 from modelsign.enumerating import ModelFile
@@ -32,6 +32,7 @@ __all__ = [
     "MemberDigest",
     "Progress",
     "ShardDigest",
+    "check_archive",
     "check_member_sizes",
     "fingerprint_difference",
     "fingerprint_size",
@@ -245,6 +246,28 @@ def check_member_sizes(layout: archive.Layout, display: str) -> None:
             )
 
 
+def check_archive(
+    f: BinaryIO, size: int, display: str, factory: Callable[[], Hasher]
+) -> tuple[archive.Layout | None, dict[int, str]]:
+    """The checks every reader of a model file makes (signing, verifying, the
+    loader hook): a zip or tar archive must be structurally unambiguous, no
+    member may declare more than :data:`MAX_MEMBER_BYTES`, and each compressed
+    member is inflated (bounded, and checked against its declared size and
+    CRC), so that a zip bomb or a member lying about its size is refused, not
+    left to the loader. Returns the layout (``None`` for a file that is no
+    archive) and the compressed members' digests by ``id(member)``."""
+    layout = archive.inspect(f, size, display)
+    if layout is None:
+        return None, {}
+    check_member_sizes(layout, display)
+    inflated = {
+        id(m): archive.member_digest(f, layout, m, factory, display, MAX_MEMBER_BYTES)
+        for m in layout.members
+        if m.data_range is None
+    }
+    return layout, inflated
+
+
 def _open_regular(path: Path, display: str) -> tuple[int, os.stat_result]:
     # O_NOFOLLOW: a symlink swapped in after enumeration is not followed.
     # O_NONBLOCK: a FIFO swapped in does not block the open.
@@ -317,9 +340,9 @@ def hash_file(
                 f, size = io.BytesIO(data), len(data)
             else:
                 data, size = None, os.fstat(fd).st_size
-        layout = archive.inspect(f, size, display) if inspect_archive else None
-        if layout is not None:
-            check_member_sizes(layout, display)
+        layout, inflated = (
+            check_archive(f, size, display, factory) if inspect_archive else (None, {})
+        )
         taps: list[tuple[int, int, archive.Member, Hasher]] = []
         if layout is not None and members:
             taps = [
@@ -343,14 +366,6 @@ def hash_file(
         digest = whole.hexdigest()
         if layout is None:
             return FileDigest(file.name, offset, digest)
-        # Compressed members are inflated (bounded, and checked against their
-        # declared size and CRC) even when only verifying: a zip bomb or a
-        # member lying about its size is refused, not left to the loader.
-        inflated = {
-            id(m): archive.member_digest(f, layout, m, factory, display, MAX_MEMBER_BYTES)
-            for m in layout.members
-            if m.data_range is None
-        }
         member_digests: tuple[MemberDigest, ...] = ()
         if members:
             tapped = {id(m): h.hexdigest() for _, _, m, h in taps}
@@ -490,13 +505,8 @@ def _hash_range(
             )
         kind = None
         if task.start == 0:
-            layout = archive.inspect(f, st.st_size, display)
-            if layout is not None:
-                kind = layout.kind
-                check_member_sizes(layout, display)
-                for m in layout.members:
-                    if m.data_range is None:
-                        archive.member_digest(f, layout, m, factory, display, MAX_MEMBER_BYTES)
+            layout, _ = check_archive(f, st.st_size, display, factory)
+            kind = layout.kind if layout is not None else None
         h = factory()
         view = memoryview(buf)
         offset = task.start
