@@ -34,6 +34,7 @@ __all__ = [
     "ShardDigest",
     "check_archive",
     "check_member_sizes",
+    "differing_shards",
     "fingerprint_difference",
     "fingerprint_size",
     "hash_file",
@@ -148,16 +149,25 @@ def fingerprint_size(fingerprint: str) -> int:
     return shards[-1].end if shards else 0
 
 
+def differing_shards(
+    want: Sequence[ShardDigest], got: Sequence[ShardDigest]
+) -> list[tuple[ShardDigest, ShardDigest]] | None:
+    """The (signed, actual) shards whose digests differ, in order; ``None``
+    when the two lists cut files of different sizes (different ranges)."""
+    if [(w.start, w.end) for w in want] != [(g.start, g.end) for g in got]:
+        return None
+    return [(w, g) for w, g in zip(want, got, strict=True) if w.digest != g.digest]
+
+
 def fingerprint_difference(expected: str, actual: str) -> tuple[str, str, str]:
     """``(where, expected, actual)`` for a message: for shard fingerprints the
     first differing shard (``" at 0:1048576, and 2 more shards"``) and its two
     digests, not two fingerprints of thousands of shards; for digests, as is."""
     if ":" not in expected + actual:
         return "", expected, actual
-    want, got = parse_shard_fingerprint(expected), parse_shard_fingerprint(actual)
-    if [(w.start, w.end) for w in want] != [(g.start, g.end) for g in got]:
+    diff = differing_shards(parse_shard_fingerprint(expected), parse_shard_fingerprint(actual))
+    if diff is None:
         return " (size)", f"{fingerprint_size(expected)} bytes", f"{fingerprint_size(actual)} bytes"
-    diff = [(w, g) for w, g in zip(want, got, strict=True) if w.digest != g.digest]
     w, g = diff[0]
     more = f", and {len(diff) - 1} more shard(s)" if len(diff) > 1 else ""
     return f" at shard {w.start}:{w.end}{more}", w.digest, g.digest

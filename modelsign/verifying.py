@@ -39,6 +39,7 @@ from modelsign.errors import (
 from modelsign.hashing import (
     MemberDigest,
     Progress,
+    differing_shards,
     fingerprint_size,
     hash_file,
     hash_files,
@@ -361,7 +362,8 @@ def _shard_mismatches(
     if now != size:
         return [Mismatch("digest", name, f"{size} bytes", f"{now} bytes", what="size")]
     assert got is not None
-    differ = [(w, g) for w, g in zip(want, got, strict=True) if w.digest != g.digest]
+    differ = differing_shards(want, got)
+    assert differ is not None  # same size, so the same ranges
     listed = [
         Mismatch("digest", f"{name}:{w.start}:{w.end}", expected=w.digest, actual=g.digest)
         for w, g in differ[:MAX_SHARD_MISMATCHES]
