@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 from modelsign import _json
@@ -396,12 +397,12 @@ class Manifest:
         """Each resource's digest, by resource name (a shard's is ``path:start:end``)."""
         return {r.name: r.digest for r in self.resources}
 
-    def file_fingerprints(self) -> dict[str, str]:
+    def file_fingerprints(self) -> Mapping[str, str]:
         """What each signed file must hash to, by file name: its digest, or in
         shard mode its shard fingerprint (:func:`modelsign.hashing.shard_fingerprint`;
-        :data:`~modelsign.hashing.NO_SHARDS` for an empty file). A copy of a
-        mapping computed once (a bundle may list a million shards)."""
-        return dict(self._fingerprints)
+        :data:`~modelsign.hashing.NO_SHARDS` for an empty file). Computed
+        once per manifest (a bundle may list a million shards), read-only."""
+        return MappingProxyType(self._fingerprints)
 
     @functools.cached_property
     def _fingerprints(self) -> dict[str, str]:
