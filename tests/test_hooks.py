@@ -199,42 +199,12 @@ def test_cli_run_and_status(tmp_path: Path, signed_pt: Path, keypair: tuple[Path
     env = {k: v for k, v in os.environ.items() if k != "MODELSIGN_POLICY"}
     ms = [sys.executable, "-m", "modelsign"]
     code = "import sys, torch; torch.load(sys.argv[1]); print('loaded')"
-    [*ms, "run", "--policy", str(policy_file), "--", sys.executable, "-c", code]
-    ok = subprocess.run(
-        [
-            *ms,
-            "run",
-            "--policy",
-            str(policy_file),
-            "--",
-            sys.executable,
-            "-c",
-            code,
-            str(signed_pt),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    program = [*ms, "run", "--policy", str(policy_file), "--", sys.executable, "-c", code]
+    ok = subprocess.run([*program, str(signed_pt)], capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == "loaded"
     flip_byte(signed_pt)
-    bad = subprocess.run(
-        [
-            *ms,
-            "run",
-            "--policy",
-            str(policy_file),
-            "--",
-            sys.executable,
-            "-c",
-            code,
-            str(signed_pt),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    bad = subprocess.run([*program, str(signed_pt)], capture_output=True, text=True, env=env)
     assert bad.returncode == 1
     assert "FileDigestMismatchError" in bad.stderr
     status = subprocess.run([*ms, "status", "--json"], capture_output=True, text=True, env=env)
