@@ -332,6 +332,8 @@ def compare(
     signed = manifest.file_fingerprints()
     sharded = manifest.serialization.shard_size is not None
     for name, expected in signed.items():
+        if actual.get(name) == expected:
+            continue
         if sharded:
             problems.extend(_shard_mismatches(name, expected, actual.get(name), sizes or {}))
         elif name not in actual:
