@@ -528,33 +528,106 @@ def run(
             raise UsageError("give the program to run after --, e.g. -- python serve.py")
         Policy.load(policy)  # refuse a bad policy here, with a clear message
         env = {**os.environ, "MODELSIGN_POLICY": str(policy.resolve())}
-        _check_enforcement(command[0], env)
+        _check_enforcement(command, env)
         try:
             os.execvpe(command[0], command, env)  # noqa: S606 - the user's own program
         except OSError as e:
             raise UsageError(f"cannot run {command[0]!r}: {e.strerror}") from e
 
 
-def _check_enforcement(program: str, env: dict[str, str]) -> None:
-    """When the program is a Python, check that enforcement will be on in it."""
+def _check_enforcement(command: list[str], env: dict[str, str]) -> None:
+    """When the program is a Python, check that enforcement will be on in it,
+    under the very options it is started with (``-S`` skips the site module,
+    and so modelsign-autoload.pth; ``-s`` or ``-I`` skip a user site)."""
     import shutil  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
 
-    if not Path(program).name.startswith("python"):
+    interpreter = _python_command(command, env)
+    if interpreter is None:
         return
-    executable = shutil.which(program, path=env.get("PATH")) or program
-    probe = "import modelsign.hooks as h, sys; sys.exit(0 if h.installed() else 3)"
+    executable, options = interpreter
+    probe = (
+        "import sys\n"
+        "try:\n    import modelsign.hooks as h\n"
+        "except ImportError:\n    sys.exit(4)\n"
+        "sys.exit(0 if h.installed() else 3)\n"
+    )
+    resolved = shutil.which(executable, path=env.get("PATH")) or executable
     try:
         result = subprocess.run(  # noqa: S603 - the user's own interpreter
-            [executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+            [resolved, *options, "-c", probe], env=env, capture_output=True, text=True, check=False
         )
     except OSError as e:
-        raise UsageError(f"cannot run {program!r}: {e.strerror}") from e
-    if result.returncode != 0:
+        raise UsageError(f"cannot run {executable!r}: {e.strerror}") from e
+    shown = " ".join([resolved, *options])
+    if result.returncode == 4:
         raise UsageError(
-            f"enforcement would not be active in {executable}: install modelsign in that "
-            f"environment (its modelsign-autoload.pth activates the hook). {result.stderr.strip()}"
+            f"enforcement would not be active in `{shown}`: modelsign cannot be imported there "
+            "(install modelsign in that environment; options such as -S or -I can hide it)"
         )
+    if result.returncode != 0:
+        detail = result.stderr.strip().splitlines()[-1:] if result.returncode != 3 else []
+        raise UsageError(
+            f"enforcement would not be active in `{shown}`: its modelsign-autoload.pth does not "
+            "run at start-up (-S skips the site module that runs it; drop that option)"
+            + (f": {detail[0]}" if detail else "")
+        )
+
+
+def _python_command(command: list[str], env: dict[str, str]) -> tuple[str, list[str]] | None:
+    """(interpreter, its options) when ``command`` starts a Python: a
+    ``python...`` program, or a script whose ``#!`` line names one."""
+    import shlex  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    program = command[0]
+    if Path(program).name.startswith("python"):
+        return program, _interpreter_options(command[1:])
+    path = shutil.which(program, path=env.get("PATH")) or program
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(4096)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = shlex.split(first[2:].decode("utf-8", "replace"))
+    if words[:1] and Path(words[0]).name == "env":
+        words = [w for w in words[1:] if not w.startswith("-")]
+    if not words or not Path(words[0]).name.startswith("python"):
+        return None
+    return words[0], _interpreter_options(words[1:])
+
+
+def _interpreter_options(args: list[str]) -> list[str]:
+    """The interpreter options at the start of ``args``: up to the program
+    (a script, ``-``, ``-c CMD`` or ``-m MOD``), as CPython reads them."""
+    options: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--check-hash-based-pycs":
+            options += args[i : i + 2]
+            i += 2
+            continue
+        if not arg.startswith("-") or arg in ("-", "--") or arg.startswith("--"):
+            break
+        flags = arg[1:]
+        for j, flag in enumerate(flags):
+            if flag in "cm":  # the program starts here
+                if j:
+                    options.append(f"-{flags[:j]}")
+                return options
+            if flag in "WX":  # an option with a value: the rest, or the next argument
+                options.append(arg)
+                if j == len(flags) - 1:
+                    options += args[i + 1 : i + 2]
+                    i += 1
+                break
+        else:
+            options.append(arg)
+        i += 1
+    return options
 
 
 @app.command()
