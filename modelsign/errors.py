@@ -27,6 +27,7 @@ __all__ = [
     "Error",
     "ExtraFileError",
     "FileDigestMismatchError",
+    "ForbiddenGlobalError",
     "InvalidSignatureError",
     "KeyLoadError",
     "LoadRefusedError",
@@ -229,6 +230,13 @@ class FileDigestMismatchError(LoadRefusedError):
 class UntrustedBundleError(LoadRefusedError):
     """The bundle that would vouch for the file is malformed, badly signed or
     signed by an untrusted key (the underlying error is ``__cause__``)."""
+
+
+class ForbiddenGlobalError(LoadRefusedError):
+    """An unpickling of bytes no trusted bundle vouches for tried to resolve a
+    global outside the safe allowlist (the audit-hook layer: it sees every
+    unpickler, however it was reached). ``expected`` describes what is allowed,
+    ``actual`` names the global."""
 
 
 class UnsafeLoadError(LoadRefusedError):

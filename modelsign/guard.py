@@ -25,6 +25,7 @@ import io
 import os
 import stat
 import sys
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,11 @@ class LoadSource:
         self.data = data
         self.fd = fd
         self.size = size if data is None else len(data)
+        #: The file these bytes were read from, when they come from one.
+        self.origin: str | None = None
+        #: For a compressed file opened through a decompressing reader
+        #: (``gzip.open``): the reader to put over the verified bytes.
+        self.wrap: Callable[[BinaryIO], BinaryIO] | None = None
 
     @property
     def path(self) -> str:
@@ -84,13 +90,17 @@ class LoadSource:
         return f"/proc/self/fd/{self.fd}"
 
     def fileobj(self) -> BinaryIO:
-        """A fresh binary file object over the verified bytes."""
+        """A fresh binary file object over the verified bytes (decompressed
+        through :attr:`wrap` when set)."""
         if self.data is not None:
-            return io.BytesIO(self.data)
-        assert self.fd is not None
-        # A new open file description, at offset 0: a dup() would share (and
-        # inherit) the offset another reader of the memfd left behind.
-        return open(os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), "rb", closefd=True)
+            raw: BinaryIO = io.BytesIO(self.data)
+        else:
+            assert self.fd is not None
+            # A new open file description, at offset 0: a dup() would share (and
+            # inherit) the offset another reader of the memfd left behind.
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            raw = open(fd, "rb", closefd=True)  # noqa: SIM115 - the caller closes it
+        return raw if self.wrap is None else self.wrap(raw)
 
     def close(self) -> None:
         if self.fd is not None:
@@ -279,14 +289,29 @@ class Guard:
                 raise self._refuse(UnsafeLoadError, abspath, "is a symbolic link") from e
             raise
         try:
-            return self._check_fd(fd, abspath, vouch, errors, memfd=memfd, what=what)
+            source = self._check_fd(fd, abspath, vouch, errors, memfd=memfd, what=what)
         finally:
             os.close(fd)
+        source.origin = abspath
+        return source
+
+    def in_scope_file(self, f: Any, fd: int) -> bool:
+        """Whether a load of the open file ``f`` is guarded: when the file it
+        is (``/proc/self/fd``) or the path it was opened by (its ``name``) is
+        in scope, so that a link from inside the scope to a file outside it
+        is guarded too."""
+        if not self.policy.scope:
+            return True
+        paths = [p for p in (_fd_path(fd), _name_path(f)) if p is not None]
+        return not paths or any(self.in_scope(p) for p in paths)
 
     def open_file(self, f: Any, *, memfd: bool = False, what: str = "load") -> LoadSource:
-        """Verify an open file object. It must be at position 0; its ``name``
-        is not trusted: on Linux the file's path comes from ``/proc/self/fd``,
-        and in every case the bytes read through it are what is checked."""
+        """Verify an open file object. It must be at position 0. The bytes read
+        through its descriptor are what is checked and loaded; its path comes
+        from ``/proc/self/fd`` on Linux. When it was opened through a link (its
+        ``name`` is another path to the same file), it is judged as a load by
+        that path would be: the bundle is looked up from the name, and a link
+        the bundle does not allow is refused (no substitution through links)."""
         seekable = getattr(f, "seekable", None)
         if callable(seekable) and seekable():
             position = f.tell()
@@ -302,12 +327,50 @@ class Guard:
             if not isinstance(data, bytes):
                 raise self._refuse(UnsafeLoadError, repr(f), "the file object does not read bytes")
             return self.open_memory(data, what=f"{what} of {f!r}")
-        path = _fd_path(fd) or os.path.abspath(str(getattr(f, "name", "")))
+        decompress = _decompressor(f)
+        real, named = _fd_path(fd), _name_path(f)
+        path = real or named or repr(f)
+        if named is not None and real is not None and named != real:
+            self._check_name(fd, named, real)
+            path = named
         vouch, errors = self._discover(path)
-        source = self._check_fd(fd, path, vouch, errors, memfd=memfd, what=what)
+        if path == named:
+            target, follow = self._target(named, vouch)
+            if not follow and target == named and os.path.islink(named):
+                raise self._refuse(UnsafeLoadError, named, "is a symbolic link")
+        source = self._check_fd(fd, path, vouch, errors, memfd=memfd and not decompress, what=what)
+        source.origin = path
+        if decompress is not None:
+            # The loader reads decompressed bytes: from memory, never a path.
+            if source.fd is not None:
+                with source:
+                    data = source.fileobj().read()
+                source = LoadSource(data=data)
+                source.origin = path
+            source.wrap = decompress
+            return source
         with contextlib.suppress(OSError, ValueError):
             f.seek(source.size)
         return source
+
+    def _check_name(self, fd: int, named: str, real: str) -> None:
+        """``named`` (a file object's name) must name the file open as ``fd``
+        (at ``real``): else the name lies, or the file was renamed or replaced
+        since it was opened, and neither can choose the bundle."""
+        try:
+            st = os.stat(named)
+        except OSError:
+            st = None
+        opened = os.fstat(fd)
+        if st is None or (st.st_dev, st.st_ino) != (opened.st_dev, opened.st_ino):
+            raise self._refuse(
+                UnsafeLoadError,
+                real,
+                f"the file object's name {named!r} does not name this file (a file object "
+                "whose name lies, or a file renamed or replaced since it was opened)",
+                expected=named,
+                actual=real,
+            )
 
     def open_memory(self, data: bytes, *, what: str = "in-memory bytes") -> LoadSource:
         """Verify bytes a program built itself: only the policy's explicit
@@ -324,14 +387,20 @@ class Guard:
             return source
         raise self._unsigned(what, digests, errors)
 
-    def verify_directory(self, path: str | os.PathLike[str]) -> VerifiedModel:
+    def verify_directory(
+        self, path: str | os.PathLike[str], *, display: str | None = None
+    ) -> VerifiedModel:
         """Verify a whole model directory (``from_pretrained``): every file, no
-        extra, no missing; Hugging Face cache snapshots are understood."""
+        extra, no missing; Hugging Face cache snapshots are understood.
+        ``display`` names it in a refusal (a private copy of a folder is
+        verified under the folder's name)."""
         try:
             return verify(path, policy=self.policy, hf_cache=True)
         except VerificationError as e:
             raise self._refuse(
-                _refusal_class(e), os.fspath(path), f"the model directory does not verify: {e}"
+                _refusal_class(e),
+                display or os.fspath(path),
+                f"the model directory does not verify: {e}",
             ) from e
 
     # ------------------------------------------------------------------ core
@@ -464,6 +533,27 @@ def _fileno(f: Any) -> int | None:
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         return None
     return fd if isinstance(fd, int) else None
+
+
+def _decompressor(f: Any) -> Callable[[BinaryIO], BinaryIO] | None:
+    """For a file object that decompresses a file on disk (``gzip.open``,
+    ``bz2.open``, ``lzma.open``): the same reader, to put over the verified
+    compressed bytes. Its ``fileno()`` is the compressed file's."""
+    for module, name in (("gzip", "GzipFile"), ("bz2", "BZ2File"), ("lzma", "LZMAFile")):
+        kind = getattr(sys.modules.get(module), name, None)
+        if isinstance(kind, type) and isinstance(f, kind):
+            if module == "gzip":
+                return lambda raw, kind=kind: kind(fileobj=raw, mode="rb")  # type: ignore[misc]
+            return lambda raw, kind=kind: kind(raw, mode="rb")  # type: ignore[misc]
+    return None
+
+
+def _name_path(f: Any) -> str | None:
+    """The absolute path a file object was opened by, if its name is one."""
+    name = getattr(f, "name", None)
+    if not isinstance(name, (str, bytes)) or not name:
+        return None
+    return os.path.abspath(os.fsdecode(name))
 
 
 def _fd_path(fd: int) -> str | None:

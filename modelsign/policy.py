@@ -20,16 +20,23 @@ Every key is optional except a trust anchor; unknown keys are refused::
     scope = ["/srv/models"]   # guard only files under these folders (default: all)
     discover = true           # look for MODEL/model.sig above a file and FILE.sig beside it
     pickle_loads = false      # opt-in: check pickle.loads() bytes against the bundles
+    unverified_pickles = "refuse"  # or "allow": an unpickling of unverified bytes
+                              # (pickle.loads, a pipe, a zip member) may resolve only
+                              # the safe allowlist's globals, plus:
+    allowed_globals = ["argparse.Namespace"]  # exact module.name entries
 
-The same tables may live in ``pyproject.toml`` under ``[tool.modelsign]``.
+The same tables may live in ``pyproject.toml`` under ``[tool.modelsign]``
+(load it by path: a policy is never read from the working directory).
 A policy with no trust anchor is a configuration error, never "trust all".
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,9 +60,12 @@ _SCHEMA: Mapping[str, frozenset[str]] = {
     "trust": frozenset({"keys", "bundles", "sigstore", "certificate"}),
     "trust.sigstore": frozenset({"identity", "issuer", "instance", "trust_root"}),
     "trust.certificate": frozenset({"ca", "identity", "tsa"}),
-    "enforce": frozenset({"mode", "scope", "discover", "pickle_loads"}),
+    "enforce": frozenset(
+        {"mode", "scope", "discover", "pickle_loads", "unverified_pickles", "allowed_globals"}
+    ),
 }
 MODES = ("enforce", "warn")
+UNVERIFIED_PICKLES = ("refuse", "allow")
 ENV_VAR = "MODELSIGN_POLICY"
 
 
@@ -150,6 +160,13 @@ class Policy:
     pickle_loads: bool = False
     sigstore: tuple[SigstoreTrust, ...] = ()
     certificates: tuple[CertificateTrust, ...] = ()
+    #: "refuse": an unpickling of bytes no bundle vouches for may resolve only
+    #: the safe allowlist (and ``allowed_globals``); "allow": any global.
+    unverified_pickles: str = "refuse"
+    #: Extra ``module.name`` globals an unverified unpickling may resolve.
+    allowed_globals: frozenset[str] = frozenset()
+    #: The file this policy was read from (child processes read it again).
+    path: Path | None = None
 
     def __post_init__(self) -> None:
         if not (self.keys or self.sigstore or self.certificates):
@@ -159,6 +176,13 @@ class Policy:
             )
         if self.mode not in MODES:
             raise ConfigError(f"{self.source}: [enforce] mode must be one of {MODES}")
+        if self.unverified_pickles not in UNVERIFIED_PICKLES:
+            raise ConfigError(
+                f"{self.source}: [enforce] unverified_pickles must be one of {UNVERIFIED_PICKLES}"
+            )
+        object.__setattr__(self, "allowed_globals", frozenset(self.allowed_globals))
+        for name in self.allowed_globals:
+            _check_global(name, self.source)
 
     def describe(self) -> str:
         return f"{self.source}, mode {self.mode}"
@@ -173,6 +197,54 @@ class Policy:
             for prefix in self.scope
             for p in (path, real)
         )
+
+    def to_toml(self, key_files: Sequence[Path]) -> str:
+        """This policy as a policy file, with its keys read from ``key_files``
+        (one per key, in order, holding its PEM). Paths are absolute, so the
+        file can live anywhere. ``Policy.load`` of it gives an equal policy but
+        for ``source`` and ``path``."""
+        if len(key_files) != len(self.keys):
+            raise ValueError("one key file per key")
+
+        def string(value: object) -> str:
+            return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
+
+        def strings(values: Iterable[object]) -> str:
+            return "[" + ", ".join(string(v) for v in values) + "]"
+
+        lines = [
+            "# written by modelsign for child processes: the policy of its parent",
+            "[trust]",
+            f"keys = {strings(p.absolute() for p in key_files)}",
+            f"bundles = {strings(b.absolute() for b in self.bundles)}",
+        ]
+        for s in self.sigstore:
+            lines += [
+                "[[trust.sigstore]]",
+                f"identity = {string(s.identity)}",
+                f"issuer = {string(s.issuer)}",
+                f"instance = {string(s.instance)}",
+            ]
+            if s.trust_root is not None:
+                lines.append(f"trust_root = {string(s.trust_root.absolute())}")
+        for c in self.certificates:
+            lines += [
+                "[[trust.certificate]]",
+                f"ca = {string(c.ca.absolute())}",
+                f"identity = {string(c.identity)}",
+            ]
+            if c.tsa is not None:
+                lines.append(f"tsa = {string(c.tsa.absolute())}")
+        lines += [
+            "[enforce]",
+            f"mode = {string(self.mode)}",
+            f"scope = {strings(self.scope)}",
+            f"discover = {str(self.discover).lower()}",
+            f"pickle_loads = {str(self.pickle_loads).lower()}",
+            f"unverified_pickles = {string(self.unverified_pickles)}",
+            f"allowed_globals = {strings(sorted(self.allowed_globals))}",
+        ]
+        return "\n".join(lines) + "\n"
 
     @classmethod
     def from_keys(
@@ -191,26 +263,22 @@ class Policy:
             tool = doc.get("tool", {}).get("modelsign")
             if not isinstance(tool, dict):
                 raise ConfigError(f"{p}: no [tool.modelsign] table")
-            return cls.from_mapping(tool, base_dir=p.parent, source=f"{p} [tool.modelsign]")
-        return cls.from_toml(data, base_dir=p.parent, source=str(p))
+            policy = cls.from_mapping(tool, base_dir=p.parent, source=f"{p} [tool.modelsign]")
+        else:
+            policy = cls.from_toml(data, base_dir=p.parent, source=str(p))
+        return dataclasses.replace(policy, path=p.absolute())
 
     @classmethod
     def from_environment(cls) -> Policy:
-        """The policy named by ``MODELSIGN_POLICY``, else the ``[tool.modelsign]``
-        table of ``./pyproject.toml``; a :class:`ConfigError` when neither exists."""
+        """The policy named by ``MODELSIGN_POLICY``; a :class:`ConfigError` when
+        it is not set. Never a file found in the working directory: a process
+        started in a folder an attacker controls would trust the attacker."""
         env = os.environ.get(ENV_VAR)
         if env:
             return cls.load(env)
-        pyproject = Path.cwd() / "pyproject.toml"
-        if pyproject.is_file():
-            doc = _parse_toml(
-                read_small(pyproject, MAX_POLICY_BYTES, "policy", ConfigError), str(pyproject)
-            )
-            if isinstance(doc.get("tool", {}).get("modelsign"), dict):
-                return cls.load(pyproject)
         raise ConfigError(
-            f"no policy: set {ENV_VAR}=/path/to/policy.toml or add [tool.modelsign] "
-            "to ./pyproject.toml"
+            f"no policy: give one, or set {ENV_VAR}=/path/to/policy.toml (a policy is "
+            "never read from the working directory)"
         )
 
     @classmethod
@@ -267,6 +335,14 @@ class Policy:
             if not isinstance(value, bool):
                 raise ConfigError(f"{source}: [enforce] {flag} must be true or false")
             flags[flag] = value
+        unverified = enforce.get("unverified_pickles", "refuse")
+        if unverified not in UNVERIFIED_PICKLES:
+            raise ConfigError(
+                f"{source}: [enforce] unverified_pickles is {unverified!r}; use 'refuse' or 'allow'"
+            )
+        extra = enforce.get("allowed_globals", [])
+        if not isinstance(extra, list) or not all(isinstance(g, str) for g in extra):
+            raise ConfigError(f"{source}: [enforce] allowed_globals must be a list of strings")
         return cls(
             tuple(dict.fromkeys(keys)),
             source,
@@ -277,6 +353,20 @@ class Policy:
             pickle_loads=flags["pickle_loads"],
             sigstore=sigstore,
             certificates=certificates,
+            unverified_pickles=unverified,
+            allowed_globals=frozenset(extra),
+        )
+
+
+def _check_global(name: str, source: str) -> None:
+    """An ``allowed_globals`` entry: an exact ``module.name`` (no wildcard: a
+    module's every name would include its loaders and ``eval``-likes)."""
+    module, _, attr = name.rpartition(".")
+    parts = [*module.split("."), *attr.split(".")] if module else []
+    if not parts or not all(p.isidentifier() for p in parts):
+        raise ConfigError(
+            f"{source}: [enforce] allowed_globals entry {name!r} is not an exact "
+            "module.name (for example 'argparse.Namespace'; no wildcards)"
         )
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,15 @@ def shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (a fresh clone has no ../shared/testdata)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _policy_environment_left_as_found() -> Iterator[None]:
+    """Enforcement sets MODELSIGN_POLICY for child processes; a test must
+    leave it as it found it, or later tests' children would enforce."""
+    before = os.environ.get("MODELSIGN_POLICY")
+    yield
+    assert os.environ.get("MODELSIGN_POLICY") == before, "MODELSIGN_POLICY leaked out of a test"
 
 
 @pytest.fixture(scope="session")

@@ -118,19 +118,29 @@ def test_policy_without_trust_anchor_is_refused(tmp_path: Path) -> None:
     assert not hooks.installed()
 
 
-def test_policy_from_environment_and_pyproject(
-    tmp_path: Path, keypair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+def test_policy_comes_from_the_environment_never_the_working_directory(
+    tmp_path: Path,
+    keypair: tuple[Path, Path],
+    other_keypair: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Issue 10, case 6: run from a folder the attacker controls, a
+    ./pyproject.toml [tool.modelsign] naming the attacker's key must not
+    become the policy of install() / enforce() without an argument."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MODELSIGN_POLICY", raising=False)
-    with pytest.raises(ConfigError, match="MODELSIGN_POLICY"):
-        Policy.from_environment()
     (tmp_path / "pyproject.toml").write_text(
-        f'[project]\nname = "x"\n\n[tool.modelsign.trust]\nkeys = ["{keypair[1]}"]\n'
-        '[tool.modelsign.enforce]\nmode = "warn"\n'
+        f'[project]\nname = "x"\n\n[tool.modelsign.trust]\nkeys = ["{other_keypair[1]}"]\n'
     )
-    from_pyproject = Policy.from_environment()
-    assert from_pyproject.mode == "warn"
+    with pytest.raises(ConfigError, match="never read from the working directory"):
+        Policy.from_environment()
+    with pytest.raises(ConfigError, match="MODELSIGN_POLICY"):
+        hooks.install()
+    with pytest.raises(ConfigError, match="MODELSIGN_POLICY"), hooks.enforce():
+        pass
+    assert not hooks.installed()
+    # Named explicitly, a pyproject.toml still works.
+    from_pyproject = Policy.load(tmp_path / "pyproject.toml")
     assert "[tool.modelsign]" in from_pyproject.source
     policy_file = tmp_path / "p.toml"
     policy_file.write_text(f'[trust]\nkeys = ["{keypair[1]}"]\n')
@@ -308,7 +318,9 @@ def test_file_object_name_is_not_trusted(policy: Policy, signed_pt: Path, tmp_pa
 
     with hooks.enforce(policy), Liar(io.FileIO(evil, "rb")) as f:
         assert f.name == str(signed_pt)
-        with pytest.raises(UnsignedFileError, match="evil.pt"):
+        with pytest.raises(
+            UnsafeLoadError, match=r"evil\.pt: the file object's name .*weights\.pt"
+        ):
             torch.load(f)
 
 

@@ -4,6 +4,7 @@ bytes reach a deserializer (or verified bytes reach it wrongly)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -19,7 +20,13 @@ import torch
 
 import modelsign
 from modelsign import hooks
-from modelsign.errors import ConfigError, LoadRefusedError, UnsafeLoadError, UnsignedFileError
+from modelsign.errors import (
+    ConfigError,
+    ForbiddenGlobalError,
+    LoadRefusedError,
+    UnsafeLoadError,
+    UnsignedFileError,
+)
 from modelsign.policy import Policy
 
 
@@ -53,7 +60,12 @@ def _unsigned_pt(tmp_path: Path) -> Path:
 
 def test_a_load_nested_in_pickle_loads_is_still_checked(policy: Policy, tmp_path: Path) -> None:
     blob = pickle.dumps(LoadsAnotherFile(str(_unsigned_pt(tmp_path))))
-    with hooks.enforce(policy), pytest.raises(UnsignedFileError, match="unsigned.pt"):
+    # The audit layer refuses the payload's first global: nothing runs.
+    with hooks.enforce(policy), pytest.raises(ForbiddenGlobalError, match="functools.partial"):
+        pickle.loads(blob)
+    # With unverified pickles allowed, the load it makes by path is still checked.
+    allow = dataclasses.replace(policy, unverified_pickles="allow")
+    with hooks.enforce(allow), pytest.raises(UnsignedFileError, match="unsigned.pt"):
         pickle.loads(blob)
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from modelsign.errors import ConfigError
 from modelsign.guard import Guard
-from modelsign.hooks import _loaders, _pickle
+from modelsign.hooks import _audit, _children, _code, _formats, _loaders, _pickle
 from modelsign.hooks._common import current_guard, set_guard
 from modelsign.policy import Policy
 
@@ -38,21 +38,59 @@ __all__ = ["covered", "enforce", "install", "installed", "status", "uninstall"]
 
 Patch = tuple[object, str, Any]
 
+
+def _all(*makers: Callable[[ModuleType], list[Patch]]) -> Callable[[ModuleType], list[Patch]]:
+    return lambda module: [p for make in makers for p in make(module)]
+
+
+_transformers_loaders = _loaders.transformers_patches
+_safetensors = _all(_loaders.safetensors_patches, _formats.safetensors_bytes_patches)
+
 #: module name -> function returning the patches to apply to it.
 _TARGETS: dict[str, Callable[[ModuleType], list[Patch]]] = {
     "pickle": _pickle.patches,
     "_pickle": _pickle.patches,
     "torch.serialization": _loaders.torch_patches,
     "torch": _loaders.torch_patches,
-    "numpy": _loaders.numpy_patches,
+    "torch.jit._serialization": _formats.jit_patches,
+    "torch.jit": _formats.jit_patches,
+    "torch.export": _formats.export_patches,
+    "torch._inductor": _formats.inductor_patches,
+    "torch._inductor.package": _formats.inductor_patches,
+    "torch._inductor.package.package": _formats.inductor_patches,
+    "torch.hub": _code.hub_patches,
+    "torch.package.package_importer": _code.package_patches,
+    "torch.package": _code.package_patches,
+    "numpy": _all(_loaders.numpy_patches, _formats.numpy_memmap_patches),
+    "numpy.lib._npyio_impl": _loaders.numpy_patches,
+    "numpy.lib.format": _formats.numpy_format_patches,
     "joblib": _loaders.joblib_patches,
-    "safetensors": _loaders.safetensors_patches,
-    "safetensors.torch": _loaders.safetensors_patches,
-    "transformers.modeling_utils": _loaders.transformers_patches,
-    "transformers.modeling_layers": _loaders.transformers_patches,
-    "transformers.models.auto.auto_factory": _loaders.transformers_patches,
-    "transformers.models.auto.configuration_auto": _loaders.transformers_patches,
-    "transformers.models.auto.tokenization_auto": _loaders.transformers_patches,
+    "safetensors": _safetensors,
+    "safetensors.torch": _safetensors,
+    "safetensors.numpy": _safetensors,
+    "transformers.dynamic_module_utils": _code.transformers_patches,
+    "transformers.generation.utils": _code.transformers_patches,
+    **{
+        f"transformers.{name}": _transformers_loaders
+        for name in (
+            "modeling_utils",
+            "modeling_layers",
+            "configuration_utils",
+            "tokenization_utils_base",
+            "processing_utils",
+            "feature_extraction_utils",
+            "image_processing_base",
+            "video_processing_utils",
+            "generation.configuration_utils",
+            "models.auto.auto_factory",
+            "models.auto.configuration_auto",
+            "models.auto.tokenization_auto",
+            "models.auto.processing_auto",
+            "models.auto.feature_extraction_auto",
+            "models.auto.image_processing_auto",
+            "models.auto.video_processing_auto",
+        )
+    },
 }
 
 _lock = threading.RLock()
@@ -85,7 +123,35 @@ def _patch_module(module: ModuleType) -> None:
             _originals.append((obj, attr, current))
             replacement.__modelsign__ = True
             setattr(obj, attr, replacement)
+            if isinstance(obj, ModuleType) and not isinstance(replacement, type):
+                _replacements[id(current)] = (current, replacement)
         _patched_modules.add(name)
+
+
+#: id(original) -> (original, wrapper) of every module-level function patched
+#: now: a name that another module bound to the original before install()
+#: (``from numpy.lib._npyio_impl import load``, ``from safetensors import
+#: safe_open``) is rebound too. (A module imported later binds the wrapper: its
+#: target is patched by then.) Not where the wrapper is a subclass (pickle's
+#: Unpickler): code that names the class to call its methods would break, and
+#: the audit layer covers unpicklers however they are reached.
+_replacements: dict[int, tuple[Any, Any]] = {}
+
+
+def _rebind(module: ModuleType | None) -> None:
+    """Point ``module``'s names that hold a patched original to its wrapper."""
+    name = getattr(module, "__name__", None)
+    if not isinstance(name, str) or name == "modelsign" or name.startswith("modelsign."):
+        return
+    try:
+        items = list(vars(module).items())
+    except TypeError:
+        return
+    for attr, value in items:
+        entry = _replacements.get(id(value))
+        if entry is not None and entry[0] is value:
+            _originals.append((module, attr, value))
+            setattr(module, attr, entry[1])
 
 
 class _Loader(importlib.abc.Loader):
@@ -133,35 +199,82 @@ def _as_policy(policy: Policy | str | os.PathLike[str] | None) -> Policy:
     return policy if isinstance(policy, Policy) else Policy.load(policy)
 
 
+#: enforce() blocks active now, in every thread.
+_blocks = 0
+#: Who turned enforcement on: "install" (stays on until uninstall()) or
+#: "enforce" (off when the last enforce() block of any thread ends).
+_owner: str | None = None
+
+
 def install(policy: Policy | str | os.PathLike[str] | None = None) -> None:
-    """Turn enforcement on for this process.
+    """Turn enforcement on for this process and the Python processes it starts.
 
     ``policy`` is a :class:`~modelsign.policy.Policy`, the path of a policy
-    file, or None for ``MODELSIGN_POLICY`` / ``[tool.modelsign]``. Installing
-    again only replaces the policy. Raises :class:`~modelsign.errors.ConfigError`
-    when the policy has no trust anchor.
+    file, or None for the file ``MODELSIGN_POLICY`` names (never one found in
+    the working directory). Installing again replaces the policy, except under
+    active :func:`enforce` blocks, whose policy it cannot change. Raises
+    :class:`~modelsign.errors.ConfigError` when the policy has no trust anchor.
     """
-    guard = Guard(_as_policy(policy))
+    global _owner  # noqa: PLW0603 - one process-wide state, by design
+    wanted = _as_policy(policy)
     with _lock:
-        set_guard(guard)
-        for name in _TARGETS:
-            module = sys.modules.get(name)
-            if module is not None:
-                _patch_module(module)
-        if _watcher not in sys.meta_path:
-            sys.meta_path.insert(0, _watcher)
+        current = current_guard()
+        if current is not None and current.policy == wanted:
+            _owner = "install"
+            return
+        if _blocks:
+            raise ConfigError(
+                f"{_blocks} enforce() block(s) are active under "
+                f"{current.policy.describe() if current else '?'}; install() cannot change "
+                "their policy"
+            )
+        _activate(wanted)
+        _owner = "install"
+
+
+def _activate(policy: Policy) -> None:
+    _audit.ensure_installed()
+    fresh = current_guard() is None
+    set_guard(Guard(policy))
+    for name in _TARGETS:
+        module = sys.modules.get(name)
+        if module is not None:
+            _patch_module(module)
+    if fresh:  # names bound anywhere before install(): user modules too
+        for module in list(sys.modules.values()):
+            _rebind(module)
+    if _watcher not in sys.meta_path:
+        sys.meta_path.insert(0, _watcher)
+    _children.export(policy)
 
 
 def uninstall() -> None:
-    """Turn enforcement off and restore the exact original functions."""
+    """Turn enforcement off and restore the exact original functions.
+
+    Raises :class:`~modelsign.errors.ConfigError` while :func:`enforce`
+    blocks are active (in any thread): it would lower their protection.
+    """
+    global _owner  # noqa: PLW0603 - one process-wide state, by design
     with _lock:
-        with contextlib.suppress(ValueError):
-            sys.meta_path.remove(_watcher)
-        for obj, attr, original in reversed(_originals):
-            setattr(obj, attr, original)
-        _originals.clear()
-        _patched_modules.clear()
-        set_guard(None)
+        if _blocks:
+            raise ConfigError(
+                f"{_blocks} enforce() block(s) are active; uninstall() would turn their "
+                "protection off: leave them first"
+            )
+        _deactivate()
+        _owner = None
+
+
+def _deactivate() -> None:
+    with contextlib.suppress(ValueError):
+        sys.meta_path.remove(_watcher)
+    for obj, attr, original in reversed(_originals):
+        setattr(obj, attr, original)
+    _originals.clear()
+    _replacements.clear()
+    _patched_modules.clear()
+    set_guard(None)
+    _children.restore()
 
 
 def installed() -> bool:
@@ -190,24 +303,34 @@ def status() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def enforce(policy: Policy | str | os.PathLike[str] | None = None) -> Iterator[Policy]:
-    """Enforcement on inside the ``with`` block; the previous state after it."""
-    previous = current_guard()
-    if previous is not None:
-        # The guard is process-wide: a block must not swap, widen or weaken
-        # the policy other threads are loading under.
-        requested = _as_policy(policy) if policy is not None else previous.policy
-        if requested != previous.policy:
-            raise ConfigError(
-                f"enforcement is already active under {previous.policy.describe()}; "
-                "a nested enforce() cannot change the policy"
-            )
-        yield previous.policy
-        return
-    install(policy)
-    guard = current_guard()
-    assert guard is not None
+    """Enforcement on inside the ``with`` block.
+
+    Enforcement is process-wide: a block that finds it on keeps it (and must
+    ask for the same policy, or none); enforcement that a block turned on goes
+    off when the last block of any thread ends, never while another thread is
+    still inside one, and never if :func:`install` was called meanwhile.
+    """
+    global _blocks, _owner  # noqa: PLW0603 - one process-wide state, by design
+    wanted = None if policy is None else _as_policy(policy)
+    with _lock:
+        current = current_guard()
+        if current is not None:
+            if wanted is not None and wanted != current.policy:
+                raise ConfigError(
+                    f"enforcement is already active under {current.policy.describe()}; "
+                    "a nested enforce() cannot change the policy"
+                )
+        else:
+            _activate(wanted if wanted is not None else _as_policy(None))
+            _owner = "enforce"
+        _blocks += 1
+        guard = current_guard()
+        assert guard is not None
     try:
         yield guard.policy
     finally:
-        if current_guard() is guard:  # not if someone re-installed meanwhile
-            uninstall()
+        with _lock:
+            _blocks -= 1
+            if _blocks == 0 and _owner == "enforce":
+                _deactivate()
+                _owner = None

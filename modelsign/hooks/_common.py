@@ -8,23 +8,38 @@ import io
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 
 from modelsign.errors import LoadRefusedError
 from modelsign.guard import Guard, LoadSource
 
 log = logging.getLogger("modelsign")
 
-T = TypeVar("T")
 
 #: The guard in force, or None when enforcement is off.
 _guard: Guard | None = None
 
-#: True inside a load that was already verified (or a pickle.loads the policy
-#: does not guard): loads nested in it (torch unpickling its tensors through
-#: BytesIO) pass unchecked, since their bytes come from the outer load.
+#: True inside a load (verified or not): loads nested in it (torch unpickling
+#: its tensors through BytesIO) pass the entry-point layer when in memory.
 _inside: contextvars.ContextVar[bool] = contextvars.ContextVar("modelsign_inside", default=False)
+
+#: True while verified bytes are deserialized: the audit layer
+#: (:mod:`modelsign.hooks._audit`) lets that unpickling resolve any global. A
+#: new thread starts with it False, so only the verifying thread is trusted.
+verified: contextvars.ContextVar[bool] = contextvars.ContextVar("modelsign_verified", default=False)
+
+#: What an unverified load in progress is, for the audit layer's messages.
+unverified_what: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "modelsign_unverified_what", default=None
+)
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+#: The files of modelsign's entry-point wrappers: the audit layer skips their
+#: frames when it looks for who asked for an unpickling.
+WRAPPER_FILES = frozenset(os.path.join(_HERE, n) for n in ("_pickle.py", "_loaders.py"))
 
 
 def set_guard(guard: Guard | None) -> None:
@@ -49,15 +64,24 @@ def active(source: object = None) -> Guard | None:
     return _guard
 
 
-#: The sealed memfd paths of the verified loads in progress: a loader that
-#: reopens the path it was given (safetensors' load_file -> safe_open) passes.
-_verified_paths: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
-    "modelsign_verified_paths", default=frozenset()
+#: The sealed memfd paths of the verified loads in progress, and the file each
+#: holds: a loader that reopens the path it was given (safetensors' load_file
+#: -> safe_open) passes.
+_verified_paths: contextvars.ContextVar[Mapping[str, str | None]] = contextvars.ContextVar(
+    "modelsign_verified_paths", default=MappingProxyType({})
 )
 
 
 def _is_verified_memfd(source: object) -> bool:
     return is_path(source) and os.fsdecode(source) in _verified_paths.get()  # type: ignore[arg-type]
+
+
+def verified_origin(source: object) -> str | None:
+    """The file whose verified bytes the memfd path ``source`` holds, when it
+    is one of the verified loads in progress."""
+    if not is_path(source):
+        return None
+    return _verified_paths.get().get(os.fsdecode(source))  # type: ignore[arg-type]
 
 
 def _in_memory(source: object) -> bool:
@@ -74,19 +98,34 @@ def _in_memory(source: object) -> bool:
 
 
 @contextlib.contextmanager
-def nested(source: LoadSource | None = None) -> Iterator[None]:
-    """Loads inside this block come from an outer load: in-memory ones (and
-    reopening ``source``'s sealed memfd) pass; paths and files on disk do not."""
-    token = _inside.set(True)
+def trusted_load(source: LoadSource | None = None) -> Iterator[None]:
+    """Deserializing verified bytes: the audit layer allows every global, and
+    nested loads in memory (and reopening ``source``'s sealed memfd) pass the
+    entry-point layer; paths and files on disk are still checked."""
+    inside, trusted = _inside.set(True), verified.set(True)
     paths = _verified_paths.get()
     if source is not None and source.fd is not None:
-        paths = paths | {source.path}
+        paths = MappingProxyType({**paths, source.path: source.origin})
     path_token = _verified_paths.set(paths)
     try:
         yield
     finally:
         _verified_paths.reset(path_token)
-        _inside.reset(token)
+        verified.reset(trusted)
+        _inside.reset(inside)
+
+
+@contextlib.contextmanager
+def untrusted_load(what: str) -> Iterator[None]:
+    """Deserializing bytes no bundle vouches for (an in-memory pickle, a pipe,
+    a stream with no file): the audit layer allows only safe globals."""
+    inside, trusted, named = _inside.set(True), verified.set(False), unverified_what.set(what)
+    try:
+        yield
+    finally:
+        unverified_what.reset(named)
+        verified.reset(trusted)
+        _inside.reset(inside)
 
 
 def is_path(f: object) -> bool:
@@ -99,12 +138,23 @@ def checked(guard: Guard, verify: Callable[[], LoadSource]) -> LoadSource | None
     try:
         return verify()
     except LoadRefusedError as e:
-        if guard.policy.mode == "warn":
-            log.warning("modelsign (warn mode, loading anyway): %s", e)
-            return None
-        raise
+        refuse(guard, e)
+        return None
 
 
-def call_nested(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    with nested():
-        return func(*args, **kwargs)
+_warned: weakref.WeakKeyDictionary[Guard, set[str]] = weakref.WeakKeyDictionary()
+_warned_lock = threading.Lock()
+
+
+def refuse(guard: Guard, error: LoadRefusedError) -> None:
+    """Raise ``error``; in warn mode, log it instead (once per guard and
+    message: a load that passes through nested loaders warns once)."""
+    if guard.policy.mode != "warn":
+        raise error
+    message = str(error)
+    with _warned_lock:
+        seen = _warned.setdefault(guard, set())
+        if message in seen:
+            return
+        seen.add(message)
+    log.warning("modelsign (warn mode, loading anyway): %s", message)

@@ -18,7 +18,7 @@ from typing import Any
 from modelsign.errors import LoadRefusedError, UnsafeLoadError
 from modelsign.guard import Guard, LoadSource
 from modelsign.hashing import fingerprint_size, new_scheme_hasher
-from modelsign.hooks._common import active, checked, is_path, log, nested
+from modelsign.hooks._common import active, checked, is_path, refuse, trusted_load
 
 Patch = tuple[object, str, Any]
 
@@ -65,7 +65,7 @@ def torch_load(orig: Callable[..., Any]) -> Callable[..., Any]:
         source = _source(guard, f, memfd=mmap, what="torch.load")
         if source is None:
             return orig(f, *args, **kwargs)
-        with source, nested(source):
+        with source, trusted_load(source):
             if source.fd is not None:
                 return orig(source.path, *args, **kwargs)
             if mmap:  # no memfd on this platform: load from memory instead
@@ -108,7 +108,7 @@ def mmap_mode_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., 
             source = _source(guard, file, memfd=mmap_mode is not None, what=what)
             if source is None:
                 return orig(file, *args, **kwargs)
-            with source, nested(source):
+            with source, trusted_load(source):
                 target = source.path if source.fd is not None else source.fileobj()
                 return orig(target, *args, **kwargs)
 
@@ -148,7 +148,7 @@ def by_path_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., An
             source = _source(guard, filename, memfd=True, what=what)
             if source is None:
                 return orig(filename, *args, **kwargs)
-            with source, nested(source):
+            with source, trusted_load(source):
                 if source.fd is None:
                     raise UnsafeLoadError(
                         f"{what} reads by path, and verified loading needs a Linux memfd",
@@ -182,30 +182,44 @@ def from_pretrained(orig: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(orig)
     def wrapper(cls: Any, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
         guard = active(pretrained_model_name_or_path)
-        digests: tuple[str, frozenset[str]] | None = None
+        digests = _directory_digests.get()  # an outer from_pretrained's, if any
+        folders = _verified_folders.get()
         if guard is not None:
             directory = _local_directory(pretrained_model_name_or_path, kwargs)
-            if directory is not None and guard.in_scope(directory):
+            if (
+                directory is not None
+                and guard.in_scope(directory)
+                and os.path.realpath(directory) not in folders
+            ):
+                # Nested calls (AutoModel -> config -> model class) verify
+                # the folder once, at the outermost entry.
                 try:
                     verified = guard.verify_directory(directory)
                     digests = (
                         verified.manifest.serialization.scheme,
                         frozenset(verified.manifest.file_fingerprints().values()),
                     )
+                    folders = folders | {os.path.realpath(directory)}
                 except LoadRefusedError as e:
-                    if guard.policy.mode != "warn":
-                        raise
-                    log.warning("modelsign (warn mode, loading anyway): %s", e)
+                    refuse(guard, e)
         # The files it then loads are verified again, one by one, as they are
         # read; bytes it reads itself (disable_mmap) must be among the digests
         # just verified. The directory check leaves no gap before the loads.
         token = _directory_digests.set(digests)
+        folders_token = _verified_folders.set(folders)
         try:
             return orig(cls, pretrained_model_name_or_path, *args, **kwargs)
         finally:
+            _verified_folders.reset(folders_token)
             _directory_digests.reset(token)
 
     return wrapper
+
+
+#: The folders (real paths) verified by the from_pretrained calls in progress.
+_verified_folders: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "modelsign_verified_folders", default=frozenset()
+)
 
 
 #: (hash scheme, file digests) of the directory a from_pretrained call verified, for
@@ -238,7 +252,7 @@ def safe_load_bytes(orig: Callable[..., Any]) -> Callable[..., Any]:
             and checked(guard, lambda: guard.open_memory(data, what="safetensors bytes")) is None
         ):
             return orig(data, *args, **kwargs)  # refused in warn mode: load as unhooked
-        with nested():
+        with trusted_load():
             return orig(data, *args, **kwargs)
 
     return _wrap(orig, body)
@@ -265,6 +279,26 @@ def _local_directory(name: Any, kwargs: dict[str, Any]) -> str | None:
     return os.path.join(local, subfolder) if subfolder else local
 
 
+#: The transformers classes whose from_pretrained verifies the whole folder.
+FROM_PRETRAINED_CLASSES = (
+    "PreTrainedModel",
+    "PretrainedConfig",
+    "PreTrainedTokenizerBase",
+    "ProcessorMixin",
+    "FeatureExtractionMixin",
+    "ImageProcessingMixin",
+    "BaseVideoProcessor",
+    "GenerationConfig",
+    "_BaseAutoModelClass",
+    "AutoConfig",
+    "AutoTokenizer",
+    "AutoProcessor",
+    "AutoFeatureExtractor",
+    "AutoImageProcessor",
+    "AutoVideoProcessor",
+)
+
+
 def transformers_patches(module: Any) -> list[Patch]:
     out: list[Patch] = []
     for name in ("safe_open",):
@@ -275,10 +309,12 @@ def transformers_patches(module: Any) -> list[Patch]:
             out.append((module, name, safetensors_load_file(getattr(module, name))))
     if getattr(module, "_safe_load_bytes", None) is not None:
         out.append((module, "_safe_load_bytes", safe_load_bytes(module._safe_load_bytes)))
-    # The Auto* classes resolve (and, with trust_remote_code, import) the
-    # directory's Python before PreTrainedModel.from_pretrained runs: the
-    # whole directory is verified at their entry too.
-    for name in ("PreTrainedModel", "_BaseAutoModelClass", "AutoConfig", "AutoTokenizer"):
+    # Every class that reads a model folder: models, configurations,
+    # tokenizers, processors, feature extractors, image and video processors,
+    # generation configs, and the Auto* classes, which resolve (and, with
+    # trust_remote_code, import) the folder's Python before the class they
+    # pick runs. Subclasses inherit these.
+    for name in FROM_PRETRAINED_CLASSES:
         cls = getattr(module, name, None)
         if cls is not None and isinstance(vars(cls).get("from_pretrained"), classmethod):
             func = vars(cls)["from_pretrained"].__func__

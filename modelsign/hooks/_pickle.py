@@ -6,24 +6,26 @@ import contextlib
 import io
 import os
 import stat
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from modelsign.errors import UnsafeLoadError
 from modelsign.guard import Guard, _fd_path, _fileno
-from modelsign.hooks._common import active, checked, nested
+from modelsign.hooks._common import active, checked, trusted_load, untrusted_load
 
 Patch = tuple[object, str, Any]
 
 
-def _verified_stream(guard: Guard, file: Any, what: str) -> Any:
-    """The stream to unpickle from.
+def _verified_stream(guard: Guard, file: Any, what: str) -> tuple[Any, bool]:
+    """The stream to unpickle from, and whether its bytes are verified.
 
-    A file from disk is read once and replaced by its verified bytes. A pipe or
-    a socket is IPC (multiprocessing's spawn start-up unpickles from a pipe),
-    not a model, and passes; reading it to the end to check it would block. An
-    in-memory stream is checked by digest only when the policy opts in
-    (``pickle_loads``), like ``pickle.loads``.
+    A file from disk is read once and replaced by its verified bytes. A pipe, a
+    socket or a stream with no file descriptor has no bundle to find: it is
+    unpickled as it is, unverified, so the audit layer lets it resolve only
+    safe globals (multiprocessing's own channels are marked there). With the
+    policy's ``pickle_loads``, a stream with no descriptor is read and checked
+    against the explicit bundles instead, like ``pickle.loads``.
     """
     fd = _fileno(file)
     if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -34,45 +36,83 @@ def _verified_stream(guard: Guard, file: Any, what: str) -> Any:
                 target=where,
                 policy=guard.policy.describe(),
             )
-        return file
+        return file, False
     if fd is None:
         if not guard.policy.pickle_loads:
-            return file
+            return file, False
         data = file.read()
-        checked(guard, lambda: guard.open_memory(data, what=what))
-        return io.BytesIO(data)
-    path = _fd_path(fd)
-    if path and not guard.in_scope(path):
-        return file
+        if checked(guard, lambda: guard.open_memory(data, what=what)) is None:
+            return io.BytesIO(data), False  # warn mode
+        return io.BytesIO(data), True
+    if not guard.in_scope_file(file, fd):
+        return file, False
+    kept = _continuation(guard, file)
+    if kept is not None:
+        return kept, True
     source = checked(guard, lambda: guard.open_file(file, what=what))
     if source is None:  # warn mode: unpickle the stream as it was
         file.seek(0)
-        return file
+        return file, False
     with source:
-        return source.fileobj()
+        return source.fileobj(), True
 
 
-def _hand_back(stream: Any, file: Any) -> None:
-    """After unpickling from our verified copy: leave the caller's file where
-    the pickle ended, as pickle.load would, and close the copy."""
+#: Files that a verified ``pickle.load`` left before their end (a file of
+#: several pickles): file object -> (guard, our verified stream, where it
+#: stopped). A next load from that position goes on in the verified bytes.
+_kept: weakref.WeakKeyDictionary[Any, tuple[Guard, Any, int]] = weakref.WeakKeyDictionary()
+
+
+def _continuation(guard: Guard, file: Any) -> Any | None:
+    """Our verified stream, when ``file`` is where a verified load left it."""
+    try:
+        kept = _kept.pop(file, None)
+        position = file.tell()
+    except (TypeError, OSError, ValueError, AttributeError):
+        return None
+    if kept is None:
+        return None
+    owner, stream, end = kept
+    if owner is not guard or position != end:
+        stream.close()
+        return None
+    return stream
+
+
+def _hand_back(stream: Any, file: Any, *, keep: Guard | None, close: bool = True) -> None:
+    """After unpickling from our copy: leave the caller's file where the
+    pickle ended, as pickle.load would. Keep a verified copy for the next load
+    under the guard ``keep`` when bytes remain after this pickle; else close it
+    (an Unpickler keeps its stream for its own next load: ``close=False``)."""
     if stream is file:
         return
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        file.seek(stream.tell())
-    stream.close()
+        end = stream.tell()
+        file.seek(end)
+        if keep is not None and stream.read(1):
+            stream.seek(end)
+            with contextlib.suppress(TypeError):  # a file object without weak references
+                _kept[file] = (keep, stream, end)
+                return
+    if close:
+        stream.close()
+
+
+def _loading(trusted: bool, what: str) -> contextlib.AbstractContextManager[None]:
+    return trusted_load() if trusted else untrusted_load(what)
 
 
 def wrap_load(orig: Callable[..., Any], what: str) -> Callable[..., Any]:
     def load(file: Any, *args: Any, **kwargs: Any) -> Any:
         guard = active(file)
-        if guard is None:
+        if guard is None:  # off, or nested in another load: its trust holds
             return orig(file, *args, **kwargs)
-        stream = _verified_stream(guard, file, what)
+        stream, trusted = _verified_stream(guard, file, what)
         try:
-            with nested():
+            with _loading(trusted, f"{what} of {file!r}"):
                 return orig(stream, *args, **kwargs)
         finally:
-            _hand_back(stream, file)
+            _hand_back(stream, file, keep=guard if trusted else None)
 
     load.__wrapped__ = orig  # type: ignore[attr-defined]
     load.__name__ = getattr(orig, "__name__", "load")
@@ -83,13 +123,14 @@ def wrap_load(orig: Callable[..., Any], what: str) -> Callable[..., Any]:
 def wrap_loads(orig: Callable[..., Any], what: str) -> Callable[..., Any]:
     def loads(data: Any, /, *args: Any, **kwargs: Any) -> Any:
         guard = active(data)
-        if guard is not None and guard.policy.pickle_loads:
+        if guard is None:  # off, or nested in another load: its trust holds
+            return orig(data, *args, **kwargs)
+        trusted = False
+        if guard.policy.pickle_loads:
             raw = bytes(data)
-            if checked(guard, lambda: guard.open_memory(raw, what=what)) is not None:
-                data = raw
-        # Unguarded or verified: torch's own tensor unpickling nested in it
-        # (torch.load of a BytesIO) passes.
-        with nested():
+            trusted = checked(guard, lambda: guard.open_memory(raw, what=what)) is not None
+            data = raw
+        with _loading(trusted, f"{what} of {len(data)} bytes"):
             return orig(data, *args, **kwargs)
 
     loads.__wrapped__ = orig  # type: ignore[attr-defined]
@@ -103,17 +144,22 @@ def wrap_unpickler(orig: type, what: str) -> type:
         def __init__(self, file: Any, *args: Any, **kwargs: Any) -> None:
             guard = active(file)
             self._modelsign_file = file
+            #: None: enforcement was off or this is nested in another load,
+            #: whose trust holds; else whether the stream is verified.
+            self._modelsign_trusted: bool | None = None
             if guard is not None:
-                file = _verified_stream(guard, file, what)
+                file, self._modelsign_trusted = _verified_stream(guard, file, what)
             self._modelsign_stream = file
             super().__init__(file, *args, **kwargs)
 
         def load(self) -> Any:
             try:
-                with nested():
+                if self._modelsign_trusted is None:
+                    return super().load()
+                with _loading(self._modelsign_trusted, f"{what} of {self._modelsign_file!r}"):
                     return super().load()
             finally:
-                _hand_back(self._modelsign_stream, self._modelsign_file)
+                _hand_back(self._modelsign_stream, self._modelsign_file, keep=None, close=False)
 
     Unpickler.__name__ = orig.__name__
     Unpickler.__qualname__ = orig.__qualname__

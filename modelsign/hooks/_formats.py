@@ -1,0 +1,173 @@
+"""Formats that carry no Python code, but whose bytes must still be verified:
+TorchScript (``torch.jit.load``), exported programs (``torch.export.load``,
+``.pt2``), AOTInductor packages, numpy memory maps (``numpy.memmap``,
+``numpy.lib.format.open_memmap``) and safetensors bytes in memory
+(``safetensors.torch.load``, ``safetensors.numpy.load``, ``deserialize``).
+
+The audit layer cannot see these (no unpickling, or not only): each entry
+point verifies the file and hands the loader the verified bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from modelsign.errors import UnsafeLoadError
+from modelsign.guard import Guard, LoadSource
+from modelsign.hooks._common import active, is_path, trusted_load, verified_origin
+from modelsign.hooks._loaders import _source, _wrap, by_path_loader, safe_load_bytes
+
+Patch = tuple[object, str, Any]
+
+
+def _stream_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """For loaders that take a path or a file object and read it whole
+    (``torch.jit.load``, ``torch.export.load``): they get a stream of the
+    verified bytes."""
+
+    def make(orig: Callable[..., Any]) -> Callable[..., Any]:
+        def body(guard: Guard, f: Any, *args: Any, **kwargs: Any) -> Any:
+            source = _source(guard, f, memfd=False, what=what)
+            if source is None:  # out of scope, or refused in warn mode
+                return orig(f, *args, **kwargs)
+            with source, trusted_load(source), source.fileobj() as stream:
+                return orig(stream, *args, **kwargs)
+
+        return _wrap(orig, body)
+
+    return make
+
+
+jit_load = _stream_loader("torch.jit.load")
+export_load = _stream_loader("torch.export.load")
+aoti_load_package = by_path_loader("torch._inductor.aoti_load_package")
+
+
+def jit_patches(module: Any) -> list[Patch]:
+    return [(module, "load", jit_load(module.load))]
+
+
+def export_patches(module: Any) -> list[Patch]:
+    return [(module, "load", export_load(module.load))]
+
+
+def inductor_patches(module: Any) -> list[Patch]:
+    out: list[Patch] = []
+    for name in ("aoti_load_package", "load_package"):
+        if getattr(module, name, None) is not None:
+            out.append((module, name, aoti_load_package(getattr(module, name))))
+    return out
+
+
+# ------------------------------------------------------------------ numpy maps
+
+_READ_ONLY = ("r", "c", "readonly", "copyonwrite")
+_CREATES = ("w+", "write")
+
+
+def _map_mode(mode: Any) -> str:
+    return str(mode) if mode is not None else "r+"
+
+
+def _mapped_source(guard: Guard, filename: Any, mode: str, what: str) -> LoadSource | None:
+    """The sealed memfd to map instead of ``filename``, or None to map the file
+    as asked: creating it (``w+``) is not a load, and a file out of scope (or
+    refused in warn mode) is not guarded. A writable map of a file is refused:
+    the file could change under it after any check."""
+    if mode in _CREATES or (is_path(filename) and not guard.in_scope(os.fsdecode(filename))):
+        return None
+    if mode not in _READ_ONLY:
+        raise UnsafeLoadError(
+            f"a writable memory map (mode {mode!r}) of a file cannot be verified: the file "
+            "may change after any check; open it with mode 'r' or 'c'",
+            target=_name(filename),
+            policy=guard.policy.describe(),
+        )
+    source = _source(guard, filename, memfd=True, what=what)
+    if source is not None and source.fd is None:
+        source.close()
+        raise UnsafeLoadError(
+            f"{what} maps a file, and verified mapping needs a Linux memfd",
+            target=_name(filename),
+            policy=guard.policy.describe(),
+        )
+    return source
+
+
+def memmap_new(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """``numpy.memmap.__new__``: a read-only or copy-on-write map of a model
+    file maps the sealed memfd of its verified bytes (see :func:`_mapped_source`)."""
+
+    @functools.wraps(orig)
+    def __new__(subtype: Any, filename: Any, *args: Any, **kwargs: Any) -> Any:
+        guard = active(filename)
+        mode = _map_mode(kwargs.get("mode", args[1] if len(args) > 1 else "r+"))
+        origin = verified_origin(filename)
+        source = None if guard is None else _mapped_source(guard, filename, mode, "numpy.memmap")
+        if source is None:
+            result = orig(subtype, filename, *args, **kwargs)
+        else:
+            with source, trusted_load(source):
+                result = orig(subtype, source.path, *args, **kwargs)
+            origin = source.origin
+        if origin is not None:
+            # Name the verified file, not /proc/self/fd/N (closed after the load):
+            # a process this map is sent to (joblib) reopens and verifies it.
+            result.filename = origin
+        return result
+
+    return __new__
+
+
+def open_memmap(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """``numpy.lib.format.open_memmap``: reads the header and maps the data
+    of the verified bytes (its default mode, ``r+``, is refused in scope)."""
+
+    def body(guard: Guard, filename: Any, *args: Any, **kwargs: Any) -> Any:
+        mode = _map_mode(kwargs.get("mode", args[0] if args else "r+"))
+        source = _mapped_source(guard, filename, mode, "numpy.lib.format.open_memmap")
+        if source is None:
+            return orig(filename, *args, **kwargs)
+        with source, trusted_load(source):
+            return orig(source.path, *args, **kwargs)
+
+    return _wrap(orig, body)
+
+
+def _name(filename: Any) -> str:
+    if is_path(filename):
+        return os.path.abspath(os.fsdecode(filename))
+    name = getattr(filename, "name", None)
+    return os.path.abspath(os.fsdecode(name)) if isinstance(name, (str, bytes)) else repr(filename)
+
+
+def numpy_memmap_patches(module: Any) -> list[Patch]:
+    out: list[Patch] = []
+    memmap = getattr(module, "memmap", None)
+    if isinstance(memmap, type) and "__new__" in vars(memmap):
+        raw = vars(memmap)["__new__"]
+        func = raw.__func__ if isinstance(raw, staticmethod) else raw
+        out.append((memmap, "__new__", staticmethod(memmap_new(func))))
+    return out
+
+
+def numpy_format_patches(module: Any) -> list[Patch]:
+    return [(module, "open_memmap", open_memmap(module.open_memmap))]
+
+
+# ----------------------------------------------------------- safetensors bytes
+
+
+def safetensors_bytes_patches(module: Any) -> list[Patch]:
+    """``load(bytes)`` and ``deserialize(bytes)`` of safetensors and its
+    framework modules: the bytes must be a file of a verified model folder
+    or listed in the policy's explicit bundles."""
+    out: list[Patch] = []
+    names = ("deserialize",) if module.__name__ == "safetensors" else ("load", "deserialize")
+    for name in names:
+        if callable(getattr(module, name, None)):
+            out.append((module, name, safe_load_bytes(getattr(module, name))))
+    return out
