@@ -96,6 +96,7 @@ def test_install_and_uninstall_restore_the_exact_originals(policy: Policy) -> No
         "mode": None,
         "covered": [],
         "pending": [],
+        "audit": None,
     }
 
 

@@ -298,6 +298,13 @@ def status() -> dict[str, Any]:
         "pending": sorted(n for n in _TARGETS if n not in _patched_modules)
         if guard is not None
         else [],
+        # The fail-closed layer under the patches (modelsign.hooks._audit).
+        "audit": None
+        if guard is None
+        else {
+            "unverified_pickles": guard.policy.unverified_pickles,
+            "allowed_globals": sorted(guard.policy.allowed_globals),
+        },
     }
 
 

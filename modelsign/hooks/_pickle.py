@@ -66,7 +66,7 @@ _kept: weakref.WeakKeyDictionary[Any, tuple[Guard, Any, int]] = weakref.WeakKeyD
 def _continuation(guard: Guard, file: Any) -> Any | None:
     """Our verified stream, when ``file`` is where a verified load left it."""
     try:
-        kept = _kept.pop(file, None)
+        kept = _kept.get(file)
         position = file.tell()
     except (TypeError, OSError, ValueError, AttributeError):
         return None
@@ -74,9 +74,15 @@ def _continuation(guard: Guard, file: Any) -> Any | None:
         return None
     owner, stream, end = kept
     if owner is not guard or position != end:
+        del _kept[file]
         stream.close()
         return None
     return stream
+
+
+class _Exhausted(io.BytesIO):
+    """What a verified file offers once a load has read it to its end: no
+    bytes (so pickle raises EOFError, as at the end of the file itself)."""
 
 
 def _hand_back(stream: Any, file: Any, *, keep: Guard | None, close: bool = True) -> None:
@@ -84,16 +90,20 @@ def _hand_back(stream: Any, file: Any, *, keep: Guard | None, close: bool = True
     pickle ended, as pickle.load would. Keep a verified copy for the next load
     under the guard ``keep`` when bytes remain after this pickle; else close it
     (an Unpickler keeps its stream for its own next load: ``close=False``)."""
-    if stream is file:
+    if stream is file or isinstance(stream, _Exhausted):
         return
     with contextlib.suppress(OSError, ValueError, AttributeError):
         end = stream.tell()
         file.seek(end)
-        if keep is not None and stream.read(1):
+        if keep is not None:
+            more = stream.read(1)
             stream.seek(end)
             with contextlib.suppress(TypeError):  # a file object without weak references
-                _kept[file] = (keep, stream, end)
-                return
+                # The rest of the verified bytes for the next load; at the end,
+                # only the fact that there is nothing more (not the bytes).
+                _kept[file] = (keep, stream if more else _Exhausted(), end)
+                if more:
+                    return
     if close:
         stream.close()
 
