@@ -658,6 +658,12 @@ def status(
         if state["active"]:
             typer.echo(f"patched now: {', '.join(state['covered']) or 'none'}")
             typer.echo(f"patched when imported: {', '.join(state['pending']) or 'none'}")
+            audit = state["audit"]
+            extra = ", ".join(audit["allowed_globals"]) or "none"
+            typer.echo(
+                f"unverified unpickling: {audit['unverified_pickles']} "
+                f"(globals beyond the allowlist: {extra})"
+            )
         typer.echo(f"loaders importable here: {', '.join(state['importable']) or 'none'}")
 
 

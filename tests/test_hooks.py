@@ -232,6 +232,7 @@ def test_cli_run_and_status(tmp_path: Path, signed_pt: Path, keypair: tuple[Path
     )
     assert "enforcement: ACTIVE" in on.stdout
     assert "pickle.load" in on.stdout
+    assert "unverified unpickling: refuse (globals beyond the allowlist: none)" in on.stdout
 
 
 # ------------------------------------------------------------- torch.load
