@@ -581,6 +581,11 @@ def _python_command(command: list[str], env: dict[str, str]) -> tuple[str, list[
     import shutil  # noqa: PLC0415
 
     program = command[0]
+    if Path(program).name == "env":  # env [-i] [-u NAME] [NAME=VALUE]... PROGRAM ARGS...
+        rest = command[1:]
+        while rest and (rest[0].startswith("-") or "=" in rest[0]):
+            rest = rest[2:] if rest[0] in ("-u", "--unset", "-C", "--chdir") else rest[1:]
+        return _python_command(rest, env) if rest else None
     if Path(program).name.startswith("python"):
         return program, _interpreter_options(command[1:])
     path = shutil.which(program, path=env.get("PATH")) or program

@@ -451,3 +451,29 @@ def test_status_names_the_audit_layer(policy: Policy) -> None:
         state = hooks.status()
     assert state["audit"] == {"unverified_pickles": "refuse", "allowed_globals": []}
     json.dumps(state)
+
+
+def test_npz_members_are_read_under_the_trust_of_their_load(
+    tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    """NpzFile unpickles a member when it is accessed, after numpy.load
+    returned: a signed archive's members are trusted, an out-of-scope one's
+    are restricted to the allowlist."""
+    import numpy as np
+
+    models, scratch = tmp_path / "models", tmp_path / "scratch"
+    models.mkdir()
+    scratch.mkdir()
+    records = np.empty(1, dtype=object)
+    records[0] = Record(7)
+    for folder in (models, scratch):
+        np.savez(folder / "a.npz", records=records, plain=np.arange(3))
+    modelsign.sign(models, keypair[0])
+    scoped = Policy((modelsign.load_public_key(keypair[1]),), source="scoped", scope=(str(models),))
+    with hooks.enforce(scoped):
+        with np.load(models / "a.npz", allow_pickle=True) as signed:
+            assert signed["records"][0].x == 7
+        with np.load(scratch / "a.npz", allow_pickle=True) as unsigned:
+            assert list(unsigned["plain"]) == [0, 1, 2]
+            with pytest.raises(ForbiddenGlobalError, match="Record"):
+                unsigned["records"]

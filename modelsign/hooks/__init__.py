@@ -62,7 +62,7 @@ _TARGETS: dict[str, Callable[[ModuleType], list[Patch]]] = {
     "torch.package.package_importer": _code.package_patches,
     "torch.package": _code.package_patches,
     "numpy": _all(_loaders.numpy_patches, _formats.numpy_memmap_patches),
-    "numpy.lib._npyio_impl": _loaders.numpy_patches,
+    "numpy.lib._npyio_impl": _all(_loaders.numpy_patches, _formats.numpy_npz_patches),
     "numpy.lib.format": _formats.numpy_format_patches,
     "joblib": _loaders.joblib_patches,
     "safetensors": _safetensors,

@@ -8,8 +8,10 @@ start-up when ``MODELSIGN_POLICY`` names a policy (and stops the child with
 exit code 2 when that policy cannot be read: fail closed). So :func:`export`
 points ``MODELSIGN_POLICY`` at the policy in force: the file it was read from,
 or, for a policy built in memory, a private copy written for the purpose. It
-also stops a forkserver that was started before, so the next child is forked
-from a server that enforces. :func:`restore` puts the environment back.
+also stops the long-lived processes that were started before and would start
+or serve children without it: a multiprocessing forkserver, and joblib's
+reusable loky workers (joblib.Parallel keeps them between calls). The next
+child starts from the new environment. :func:`restore` puts it back.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def export(policy: Policy) -> None:
         _saved = os.environ.get(ENV_VAR)
     _exported = os.environ[ENV_VAR] = str(path)
     _restart_forkserver()
+    _stop_loky_workers()
 
 
 def restore() -> None:
@@ -104,3 +107,13 @@ def _restart_forkserver() -> None:
         )
     with contextlib.suppress(ChildProcessError):
         stop()
+
+
+def _stop_loky_workers() -> None:
+    """Shut down joblib's reusable loky executor, whose workers were started
+    before enforcement (or under another policy): joblib starts new ones, in
+    the environment set above, on its next call."""
+    module = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(module, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)

@@ -8,15 +8,19 @@ import io
 import logging
 import os
 import stat
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
+from typing import TypeVar
 
 from modelsign.errors import LoadRefusedError
 from modelsign.guard import Guard, LoadSource
 
 log = logging.getLogger("modelsign")
+
+T = TypeVar("T")
 
 
 #: The guard in force, or None when enforcement is off.
@@ -126,6 +130,29 @@ def untrusted_load(what: str) -> Iterator[None]:
         unverified_what.reset(named)
         verified.reset(trusted)
         _inside.reset(inside)
+
+
+_LAZY_MARK = "_modelsign_verified_load"
+
+
+def note_lazy(result: T, *, verified: bool) -> T:
+    """Mark ``result`` when it reads more of the load's bytes later (numpy's
+    NpzFile reads its members on access): its later reads run under the
+    trust of this load (see :func:`lazy_load`)."""
+    npyio = sys.modules.get("numpy.lib._npyio_impl")
+    npz = getattr(npyio, "NpzFile", None)
+    if isinstance(npz, type) and isinstance(result, npz):
+        setattr(result, _LAZY_MARK, verified)
+    return result
+
+
+def lazy_load(owner: object, what: str) -> contextlib.AbstractContextManager[None]:
+    """The context of a later read by ``owner``: the trust of the hooked load
+    that returned it, or none when no hooked load did."""
+    state = vars(owner).get(_LAZY_MARK) if hasattr(owner, "__dict__") else None
+    if state is None:
+        return contextlib.nullcontext()
+    return trusted_load() if state else untrusted_load(what)
 
 
 def is_path(f: object) -> bool:

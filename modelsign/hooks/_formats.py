@@ -17,7 +17,7 @@ from typing import Any
 
 from modelsign.errors import UnsafeLoadError
 from modelsign.guard import Guard, LoadSource
-from modelsign.hooks._common import active, is_path, trusted_load, verified_origin
+from modelsign.hooks._common import active, is_path, lazy_load, trusted_load, verified_origin
 from modelsign.hooks._loaders import _source, _wrap, by_path_loader, safe_load_bytes
 
 Patch = tuple[object, str, Any]
@@ -154,8 +154,42 @@ def numpy_memmap_patches(module: Any) -> list[Patch]:
     return out
 
 
+def read_array(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """``numpy.lib.format.read_array(fp)``: reads an ``.npy`` (and its pickle,
+    with ``allow_pickle``) from the verified bytes of ``fp``'s file."""
+
+    def body(guard: Guard, fp: Any, *args: Any, **kwargs: Any) -> Any:
+        source = _source(guard, fp, memfd=False, what="numpy.lib.format.read_array")
+        if source is None:
+            return orig(fp, *args, **kwargs)
+        with source, trusted_load(source), source.fileobj() as stream:
+            return orig(stream, *args, **kwargs)
+
+    return _wrap(orig, body)
+
+
+def npz_getitem(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """``NpzFile.__getitem__``: a member is read (and, with ``allow_pickle``,
+    unpickled) under the trust of the ``numpy.load`` that opened the archive."""
+
+    @functools.wraps(orig)
+    def __getitem__(self: Any, key: Any) -> Any:
+        with lazy_load(self, f"numpy .npz member {key!r}"):
+            return orig(self, key)
+
+    return __getitem__
+
+
+def numpy_npz_patches(module: Any) -> list[Patch]:
+    npz = module.NpzFile
+    return [(npz, "__getitem__", npz_getitem(vars(npz)["__getitem__"]))]
+
+
 def numpy_format_patches(module: Any) -> list[Patch]:
-    return [(module, "open_memmap", open_memmap(module.open_memmap))]
+    return [
+        (module, "open_memmap", open_memmap(module.open_memmap)),
+        (module, "read_array", read_array(module.read_array)),
+    ]
 
 
 # ----------------------------------------------------------- safetensors bytes

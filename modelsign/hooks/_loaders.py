@@ -18,7 +18,7 @@ from typing import Any
 from modelsign.errors import LoadRefusedError, UnsafeLoadError
 from modelsign.guard import Guard, LoadSource
 from modelsign.hashing import fingerprint_size, new_scheme_hasher
-from modelsign.hooks._common import active, checked, is_path, refuse, trusted_load
+from modelsign.hooks._common import active, checked, is_path, note_lazy, refuse, trusted_load
 
 Patch = tuple[object, str, Any]
 
@@ -107,10 +107,11 @@ def mmap_mode_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., 
             mmap_mode = kwargs.get("mmap_mode", args[0] if args else None)
             source = _source(guard, file, memfd=mmap_mode is not None, what=what)
             if source is None:
-                return orig(file, *args, **kwargs)
+                return note_lazy(orig(file, *args, **kwargs), verified=False)
             with source, trusted_load(source):
                 target = source.path if source.fd is not None else source.fileobj()
-                return orig(target, *args, **kwargs)
+                # An .npz reads (and unpickles) its members when they are accessed.
+                return note_lazy(orig(target, *args, **kwargs), verified=True)
 
         return _wrap(orig, body)
 
