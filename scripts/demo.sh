@@ -84,7 +84,26 @@ set -e
 [ "$code" -eq 1 ] || { echo "demo FAILED: the hook loaded a tampered file (exit $code)" >&2; exit 1; }
 echo "refused as expected: nothing was unpickled"
 
-step "10. A different key is not trusted"
+step "10. Under every loader, a layer that fails closed: unverified bytes cannot run code"
+set +e
+MODELSIGN_POLICY="$work/policy.toml" $PY - <<'PYEOF'
+import os, pickle, sys
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo PAYLOAD RAN",))
+print("plain data still crosses pickle.loads:", pickle.loads(pickle.dumps({"lr": 0.1, "steps": [1, 2]})))
+try:
+    pickle.loads(pickle.dumps(Payload()))  # bytes no bundle vouches for
+except pickle.UnpicklingError as e:
+    print(f"{type(e).__name__}: {e}")
+    sys.exit(1)
+PYEOF
+code=$?
+set -e
+[ "$code" -eq 1 ] || { echo "demo FAILED: an unverified payload was unpickled (exit $code)" >&2; exit 1; }
+echo "refused as expected: the payload's global was refused before it was resolved"
+
+step "11. A different key is not trusted"
 run $MS keygen --output "$work/keys/other" --no-passphrase >/dev/null
 set +e
 run $MS verify "$work/model" --key "$work/keys/other.pub"
