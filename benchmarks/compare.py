@@ -91,7 +91,7 @@ t1 = time.perf_counter()
 if action == "sign":
     modelsign.sign(model, key, signature=sig)
 else:
-    modelsign.verify(model, keys=[key], signature=sig)
+    modelsign.verify(model, [key], signature=sig)
 t2 = time.perf_counter()
 print("PHASES", t1 - t0, t2 - t1)
 """

@@ -190,7 +190,7 @@ def modelsign_api_verify(model: Path, pub: Path, sig: Path) -> Callable[[], obje
     def run() -> object:
         import modelsign
 
-        return modelsign.verify(model, keys=[pub], signature=sig)
+        return modelsign.verify(model, [pub], signature=sig)
 
     return run
 

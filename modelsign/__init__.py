@@ -1,21 +1,32 @@
 """modelsign: sign ML models, and refuse to load the ones that do not verify.
 
-Public API::
+Sign, verify, and turn the loader hook on::
 
-    modelsign.sign(model, key, ...)       -> SignedModel     (writes an OMS v1.0 bundle)
-    modelsign.verify(model, keys=[...])   -> VerifiedModel   (raises on rejection)
-    with modelsign.enforce(policy): ...    loader hooks on (see modelsign.hooks)
+    import modelsign
 
-Errors live in :mod:`modelsign.errors`; every one subclasses
-:class:`modelsign.errors.Error`. Names are imported on first use, so that
-``import modelsign`` (and ``modelsign --help``) stays fast.
+    signer = modelsign.KeySigner.from_file("release.key", passphrase=b"...")
+    modelsign.sign("models/bert", signer)                      # -> SignedModel
+    key = modelsign.load_public_key("release.pub")
+    modelsign.verify("models/bert", [key])                     # -> VerifiedModel, or raises
+    with modelsign.enforce(modelsign.Policy.load("policy.toml")):
+        torch.load("models/bert/pytorch_model.bin")            # verified before it unpickles
+
+Signers: :class:`KeySigner`, :class:`CertificateSigner`, :class:`SigstoreSigner`.
+Trust: a :class:`Policy`, or anchors (:class:`PublicKey`,
+:class:`SigstoreIdentity`, :class:`CertificateAuthority`). Every error is a
+:class:`Error`: :class:`VerificationError` ("do not trust this model") or
+:class:`UsageError` ("you called me wrong"); the precise classes are in
+:mod:`modelsign.errors`. Public modules: ``errors``, ``keys``, ``policy``,
+``signing``, ``verifying``, ``hooks``, ``manifest``, ``bundle``.
+
+Names are imported on first use, so that ``import modelsign`` (and
+``modelsign --help``) stays fast.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -29,20 +40,45 @@ _LAZY = {
     "generate": "modelsign.keys",
     "load_private_key": "modelsign.keys",
     "load_public_key": "modelsign.keys",
+    "Anchor": "modelsign.policy",
+    "CertificateAuthority": "modelsign.policy",
     "Policy": "modelsign.policy",
+    "SigstoreIdentity": "modelsign.policy",
+    "HashType": "modelsign.manifest",
+    "CertificateSigner": "modelsign.signing",
+    "KeySigner": "modelsign.signing",
+    "Method": "modelsign.signing",
+    "SignedBy": "modelsign.signing",
     "SignedModel": "modelsign.signing",
+    "Signer": "modelsign.signing",
+    "SigstoreSigner": "modelsign.signing",
     "sign": "modelsign.signing",
     "VerifiedModel": "modelsign.verifying",
     "verify": "modelsign.verifying",
     "enforce": "modelsign.hooks",
 }
 
+#: The public modules, served as attributes too (``modelsign.hooks``).
+_MODULES = frozenset(
+    {"errors", "keys", "policy", "signing", "verifying", "hooks", "manifest", "bundle"}
+)
+
 __all__ = [
+    "Anchor",
+    "CertificateAuthority",
+    "CertificateSigner",
     "Error",
+    "HashType",
+    "KeySigner",
+    "Method",
     "Policy",
     "PrivateKey",
     "PublicKey",
+    "SignedBy",
     "SignedModel",
+    "Signer",
+    "SigstoreIdentity",
+    "SigstoreSigner",
     "UsageError",
     "VerificationError",
     "VerifiedModel",
@@ -55,21 +91,31 @@ __all__ = [
     "verify",
 ]
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from modelsign.errors import Error, UsageError, VerificationError
     from modelsign.hooks import enforce
     from modelsign.keys import PrivateKey, PublicKey, generate, load_private_key, load_public_key
-    from modelsign.policy import Policy
-    from modelsign.signing import SignedModel, sign
+    from modelsign.manifest import HashType
+    from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdentity
+    from modelsign.signing import (
+        CertificateSigner,
+        KeySigner,
+        Method,
+        SignedBy,
+        SignedModel,
+        Signer,
+        SigstoreSigner,
+        sign,
+    )
     from modelsign.verifying import VerifiedModel, verify
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is not None:
-        value = getattr(importlib.import_module(module), name)
-    elif importlib.util.find_spec(f"modelsign.{name}") is not None:
-        value = importlib.import_module(f"modelsign.{name}")  # modelsign.hooks and the like
+        value = getattr(_importlib.import_module(module), name)
+    elif name in _MODULES:
+        value = _importlib.import_module(f"modelsign.{name}")
     else:
         raise AttributeError(f"module 'modelsign' has no attribute {name!r}")
     globals()[name] = value
@@ -77,4 +123,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    return sorted({*__all__, *_MODULES})

@@ -15,11 +15,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 
 import typer
 
-from modelsign.errors import Error, ModelMismatchError, UsageError
+from modelsign.errors import Error, UsageError
+
+if TYPE_CHECKING:
+    from modelsign.manifest import HashType
 
 app = typer.Typer(
     add_completion=False,
@@ -30,6 +33,16 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+#: The flags that stand for a Python API parameter (see UsageError.parameter).
+_FLAGS = {
+    "signer": "--key, --certificate or --sigstore: ",
+    "trust": "--key, --ca/--identity, --identity/--issuer or --policy: ",
+    "shard_size": "--shard-size ",
+    "ignore_paths": "--ignore-path",
+    "passphrase": "--passphrase-file or MODELSIGN_PASSPHRASE",
+    "identity_token": "--identity-token, --identity-token-file or --oauth",
+}
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -45,8 +58,10 @@ def _errors(json_output: bool = False) -> Iterator[None]:
     except typer.Exit:
         raise
     except Error as e:
+        if isinstance(e, UsageError) and e.parameter in _FLAGS:
+            e = type(e)(e.render(_FLAGS[e.parameter]))  # in the command line's terms
         if json_output:
-            typer.echo(json.dumps({"verified": False, "error": _error_json(e)}, indent=2))
+            typer.echo(json.dumps({"verified": False, "error": e.to_json()}, indent=2))
         label = "rejected" if e.exit_code == EXIT_REJECTED else "error"
         _fail(f"{label}: {e.diagnostics()}", e.exit_code)
     except KeyboardInterrupt:
@@ -58,16 +73,6 @@ def _errors(json_output: bool = False) -> Iterator[None]:
             f"internal error: {type(e).__name__}: {e} (set MODELSIGN_DEBUG=1 for a traceback)",
             EXIT_INTERNAL,
         )
-
-
-def _error_json(e: Error) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": type(e).__name__, "message": str(e)}
-    if isinstance(e, ModelMismatchError):
-        out["mismatches"] = [
-            {"kind": m.kind, "name": m.name, "expected": m.expected, "actual": m.actual}
-            for m in e.mismatches
-        ]
-    return out
 
 
 def _read_passphrase(passphrase_file: Path | None) -> bytes | None:
@@ -290,37 +295,57 @@ def sign(
     certificate method. With --sigstore: keyless (identity token from
     --identity-token[-file], the CI environment, or --oauth).
     """
-    from modelsign.signing import SigstoreSigning  # noqa: PLC0415
+    from modelsign.keys import load_private_key  # noqa: PLC0415
+    from modelsign.signing import (  # noqa: PLC0415
+        CertificateSigner,
+        KeySigner,
+        Signer,
+        SigstoreSigner,
+    )
     from modelsign.signing import sign as do_sign  # noqa: PLC0415
 
     with _errors():
-        keyless = (
-            SigstoreSigning(identity_token, identity_token_file, oauth, staging, trust_config)
-            if use_sigstore
-            else None
-        )
+        signer: Signer
+        if use_sigstore:
+            if key is not None or certificate is not None:
+                raise UsageError("--sigstore signs keylessly: do not give --key or --certificate")
+            signer = SigstoreSigner(
+                identity_token,
+                identity_token_file,
+                oauth,
+                "staging" if staging else "production",
+                trust_config,
+            )
+        elif key is None:
+            raise UsageError(
+                "give --key (with --certificate for the certificate method) or --sigstore"
+            )
+        else:
+            private = load_private_key(key, _read_passphrase(passphrase_file))
+            signer = (
+                CertificateSigner.from_files(private, certificate, certificate_chain or ())
+                if certificate is not None
+                else KeySigner(private)
+            )
         with _progress("signing", quiet) as progress:
             result = do_sign(
                 model,
-                key,
+                signer,
                 signature=signature,
-                hash_type=hash_type,
+                hash_type=cast("HashType", hash_type),  # sign() says which it knows
                 ignore_paths=ignore_path or (),
-                passphrase=_read_passphrase(passphrase_file),
                 progress=progress,
-                certificate=certificate,
-                certificate_chain=certificate_chain or (),
-                sigstore=keyless,
                 shard_size=_parse_size(shard_size),
             )
         count = len(result.manifest.file_fingerprints())
         typer.echo(
             f"signed {model} ({count} file{'s' if count != 1 else ''}) -> {result.signature}"
         )
-        if result.method == "sigstore":
-            typer.echo(f"signer: Sigstore identity {result.identity}")
+        by = result.signed_by
+        if by.method == "sigstore":
+            typer.echo(f"signer: Sigstore identity {by.identity}")
         else:
-            typer.echo(f"{result.method} method, key id: {result.key_id} ({result.algorithm})")
+            typer.echo(f"{by.method} method, key id: {by.key_id} ({by.algorithm})")
         typer.echo(f"root digest: sha256:{result.manifest.root_digest}")
 
 
@@ -374,18 +399,23 @@ def verify(
     TSA.pem] for X.509 chains; or --policy. Exit 0: verified. 1: rejected (every problem is
     listed). 2: usage error.
     """
-    from modelsign.policy import CertificateTrust, SigstoreTrust  # noqa: PLC0415
+    from modelsign.keys import load_public_key  # noqa: PLC0415
+    from modelsign.policy import (  # noqa: PLC0415
+        Anchor,
+        CertificateAuthority,
+        Policy,
+        SigstoreIdentity,
+    )
     from modelsign.verifying import verify as do_verify  # noqa: PLC0415
 
     with _errors(json_output):
-        sigstore_trust: list[SigstoreTrust] = []
-        certificate_trust: list[CertificateTrust] = []
+        anchors: list[Anchor] = [load_public_key(k) for k in key or ()]
         if ca is not None:
             if not identity:
                 raise UsageError("--ca needs --identity: modelsign pins the signer's identity")
             if issuer:
                 raise UsageError("--issuer is for Sigstore identities, not with --ca")
-            certificate_trust.append(CertificateTrust(ca, identity, tsa=tsa))
+            anchors.append(CertificateAuthority(ca, identity, tsa=tsa))
         elif tsa is not None:
             raise UsageError("--tsa is for the certificate method: give it with --ca")
         elif identity or issuer:
@@ -395,8 +425,12 @@ def verify(
                     "(an empty issuer would accept any issuer)"
                 )
             instance = "staging" if staging else "production"
-            sigstore_trust.append(SigstoreTrust(identity, issuer, instance, trust_root))
-        if not key and policy is None and not sigstore_trust and not certificate_trust:
+            anchors.append(SigstoreIdentity(identity, issuer, instance, trust_root))
+        if policy is not None:
+            trust = Policy.load(policy).with_anchors(anchors)
+        elif anchors:
+            trust = Policy.from_anchors(anchors, source="command line")
+        else:
             raise UsageError(
                 "give --key, --identity/--issuer, --ca/--identity or --policy: "
                 "trust is never implicit"
@@ -405,45 +439,18 @@ def verify(
         with _progress("verifying", quiet or json_output) as progress:
             result = do_verify(
                 model,
-                keys=key or (),
-                policy=policy,
+                trust,
                 signature=signature,
                 ignore_paths=ignore_path or (),
                 progress=progress,
-                sigstore=sigstore_trust,
-                certificates=certificate_trust,
             )
-        signer = result.signer
         if json_output:
-            typer.echo(
-                json.dumps(
-                    {
-                        "verified": True,
-                        "model": str(result.model),
-                        "signature": str(result.signature),
-                        "model_name": result.model_name,
-                        "method": signer.method,
-                        "key_id": signer.key_id,
-                        "algorithm": signer.algorithm,
-                        "identity": signer.identity,
-                        "issuer": signer.issuer,
-                        "trust_root": signer.trust_root,
-                        "valid_at": signer.valid_at,
-                        "time_source": signer.time_source,
-                        "hash_type": result.hash_type,
-                        "serialization": result.manifest.serialization.method,
-                        "shard_size": result.manifest.serialization.shard_size,
-                        "root_digest": result.root_digest,
-                        "files": list(result.files),
-                    },
-                    indent=2,
-                )
-            )
+            typer.echo(json.dumps(result.to_json(), indent=2))
             return
         count = len(result.files)
         files = "1 file matches" if count == 1 else f"{count} files match"
         typer.echo(f"verified {model}: {files} the signature")
-        typer.echo(f"signer: {signer.describe()}")
+        typer.echo(f"signer: {result.signed_by.describe()}")
         typer.echo(f"root digest: sha256:{result.root_digest}")
 
 

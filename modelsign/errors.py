@@ -48,8 +48,20 @@ __all__ = [
 ]
 
 
+def _restore(cls: type[Error], args: tuple[object, ...]) -> Error:
+    """Rebuild an error without calling ``__init__`` (pickling: the fields
+    come back as the instance's state)."""
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
+
 class Error(Exception):
-    """Base class of every error modelsign raises on purpose."""
+    """Base class of every error modelsign raises on purpose.
+
+    Every error pickles with its fields (so that a refusal in a
+    ``ProcessPoolExecutor`` worker or another process reaches the parent
+    intact)."""
 
     exit_code: int = 1
 
@@ -57,15 +69,39 @@ class Error(Exception):
         """A human-readable explanation, possibly over several lines."""
         return str(self)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_restore, (type(self), self.args), dict(vars(self)))
+
+    def to_json(self) -> dict[str, object]:
+        """The error for machine-read output (``--json``)."""
+        return {"type": type(self).__name__, "message": str(self)}
+
 
 # --------------------------------------------------------------------------
 # "You called me wrong": exit code 2.
 
 
 class UsageError(Error):
-    """The caller's input or configuration is wrong; the model was not judged."""
+    """The caller's input or configuration is wrong; the model was not judged.
+
+    ``parameter`` names the argument of the Python API the error is about
+    (``signer``, ``trust``, ``shard_size``, ...). The message says it as
+    ``parameter=``; :meth:`render` says it otherwise (the command line names
+    its own flags)."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        self.parameter = parameter
+        self.template = message
+        super().__init__(self.render(f"{parameter}=" if parameter else ""))
+
+    def render(self, name: str) -> str:
+        """The message, with ``name`` where the parameter is mentioned."""
+        return self.template.replace("{param}", name)
+
+    def to_json(self) -> dict[str, object]:
+        return {**super().to_json(), "parameter": self.parameter}
 
 
 class ConfigError(UsageError):
@@ -115,7 +151,14 @@ class UnsafeModelError(VerificationError):
     a symlink, a FIFO, a device, an invalid path name, or nothing at all."""
 
 
-MismatchKind = Literal["digest", "missing", "extra"]
+#: What kind of difference a :class:`Mismatch` is:
+#:
+#: * ``digest``: the file (or, with ``shard``, one shard of it) has another digest;
+#: * ``size``: shard mode: the file has another size than signed (not read);
+#: * ``shards``: shard mode: more shards differ than are listed one by one;
+#: * ``missing``: a signed file is not on disk;
+#: * ``extra``: a file on disk is not in the signed manifest.
+MismatchKind = Literal["digest", "size", "shards", "missing", "extra"]
 
 
 @dataclass(frozen=True)
@@ -123,25 +166,63 @@ class Mismatch:
     """One difference between the signed manifest and the files on disk."""
 
     kind: MismatchKind
+    #: The file's name in the manifest.
     name: str
+    #: The signed and the actual digest (hex), of the file or of ``shard``.
     expected: str | None = None
     actual: str | None = None
+    #: Shard mode: the signed and the actual size of the file, in bytes.
+    expected_size: int | None = None
+    actual_size: int | None = None
+    #: Shard mode: the (start, end) byte range whose digest differs.
+    shard: tuple[int, int] | None = None
+    #: Kind ``shards``: how many shards were signed, how many differ.
+    shards: int | None = None
+    differing: int | None = None
     #: For an archive with a digest mismatch: which members differ (diagnostics).
     members: tuple[str, ...] = ()
-    #: What ``expected`` and ``actual`` are: a ``digest``, or (shard mode) a
-    #: file's ``size``, or for a missing file its ``shards``.
-    what: str = "digest"
 
     def describe(self) -> str:
+        """One line (plus a line per differing archive member) of prose."""
         name = self.name
         if not unicodedata.is_normalized("NFC", name) or not name.isprintable():
             name = f"{name} {name!a}"  # tell look-alike names apart
+        if self.shard is not None:
+            name = f"{name}:{self.shard[0]}:{self.shard[1]}"
         if self.kind == "digest":
-            text = f"{name}: {self.what} mismatch: expected {self.expected}, actual {self.actual}"
+            text = f"{name}: digest mismatch: expected {self.expected}, actual {self.actual}"
             return "".join([text, *(f"\n    {m}" for m in self.members)])
+        if self.kind == "size":
+            return (
+                f"{name}: size mismatch: expected {self.expected_size} bytes, "
+                f"actual {self.actual_size} bytes"
+            )
+        if self.kind == "shards":
+            return (
+                f"{name}: shards mismatch: expected {self.shards} shards as signed, "
+                f"actual {self.differing} of them differ (the first listed above)"
+            )
         if self.kind == "missing":
-            return f"{name}: missing: signed with {self.what} {self.expected}, not on disk"
+            signed = (
+                f"size {self.expected_size} bytes"
+                if self.expected is None
+                else f"digest {self.expected}"
+            )
+            return f"{name}: missing: signed with {signed}, not on disk"
         return f"{name}: extra file: on disk but not in the signed manifest"
+
+    def to_json(self) -> dict[str, object]:
+        """The fields that are set, for machine-read output."""
+        out: dict[str, object] = {"kind": self.kind, "name": self.name}
+        for field in ("expected", "actual", "expected_size", "actual_size", "shards", "differing"):
+            value = getattr(self, field)
+            if value is not None:
+                out[field] = value
+        if self.shard is not None:
+            out["shard"] = {"start": self.shard[0], "end": self.shard[1]}
+        if self.members:
+            out["members"] = list(self.members)
+        return out
 
 
 class ModelMismatchError(VerificationError):
@@ -161,13 +242,21 @@ class ModelMismatchError(VerificationError):
         noun = "difference" if count == 1 else "differences"
         super().__init__(f"model {model} does not match its signature ({count} {noun}):\n{lines}")
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "type": type(self).__name__,
+            "message": str(self),
+            "model": self.model,
+            "mismatches": [m.to_json() for m in self.mismatches],
+        }
+
     @classmethod
     def for_mismatches(cls, model: str, mismatches: tuple[Mismatch, ...]) -> ModelMismatchError:
         """The most precise class for this set of differences."""
-        kinds = {m.kind for m in mismatches}
-        if len(kinds) == 1:
-            (kind,) = kinds
-            return _BY_KIND[kind](model, mismatches)
+        classes = {_BY_KIND[m.kind] for m in mismatches}
+        if len(classes) == 1:
+            (precise,) = classes
+            return precise(model, mismatches)
         return ModelMismatchError(model, mismatches)
 
 
@@ -185,6 +274,8 @@ class ExtraFileError(ModelMismatchError):
 
 _BY_KIND: dict[str, type[ModelMismatchError]] = {
     "digest": DigestMismatchError,
+    "size": DigestMismatchError,
+    "shards": DigestMismatchError,
     "missing": MissingFileError,
     "extra": ExtraFileError,
 }
@@ -217,6 +308,15 @@ class LoadRefusedError(VerificationError, pickle.UnpicklingError):
         self.expected = expected
         self.actual = actual
         super().__init__(f"refused to load {target}: {message} (policy: {policy})")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            **super().to_json(),
+            "target": self.target,
+            "policy": self.policy,
+            "expected": self.expected,
+            "actual": self.actual,
+        }
 
 
 class UnsignedFileError(LoadRefusedError):

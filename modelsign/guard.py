@@ -395,7 +395,7 @@ class Guard:
         ``display`` names it in a refusal (a private copy of a folder is
         verified under the folder's name)."""
         try:
-            return verify(path, policy=self.policy, hf_cache=True)
+            return verify(path, self.policy, hf_cache=True)
         except VerificationError as e:
             raise self._refuse(
                 _refusal_class(e),

@@ -127,10 +127,12 @@ def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = No
         key = serialization.load_pem_private_key(data, password=passphrase or None)
     except TypeError as e:
         if passphrase:
-            raise KeyLoadError(f"{p}: the key is not encrypted but a passphrase was given") from e
+            raise KeyLoadError(
+                f"{p}: the key is not encrypted but a passphrase was given with {{param}}",
+                parameter="passphrase",
+            ) from e
         raise KeyLoadError(
-            f"{p}: the key is encrypted; give its passphrase with --passphrase-file "
-            "or MODELSIGN_PASSPHRASE"
+            f"{p}: the key is encrypted; give its passphrase with {{param}}", parameter="passphrase"
         ) from e
     except ValueError as e:
         raise KeyLoadError(

@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from modelsign import _json
 from modelsign.enumerating import SINGLE_FILE_NAME, check_name, collision_key
@@ -36,10 +36,14 @@ from modelsign.hashing import (
 __all__ = [
     "PREDICATE_TYPE",
     "STATEMENT_TYPE",
+    "HashType",
     "Manifest",
     "Resource",
     "Serialization",
 ]
+
+#: The file hashes OMS allows (``serialization.hash_type``).
+HashType: TypeAlias = Literal["sha256", "blake2b", "blake3"]
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"

@@ -39,7 +39,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from modelsign._files import read_small
 from modelsign.errors import ConfigError, KeyLoadError
@@ -50,7 +50,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["Policy"]
+__all__ = [
+    "Anchor",
+    "CertificateAuthority",
+    "Mode",
+    "Policy",
+    "SigstoreIdentity",
+    "UnverifiedPickles",
+]
 
 MAX_POLICY_BYTES = 1024 * 1024
 
@@ -64,8 +71,12 @@ _SCHEMA: Mapping[str, frozenset[str]] = {
         {"mode", "scope", "discover", "pickle_loads", "unverified_pickles", "allowed_globals"}
     ),
 }
-MODES = ("enforce", "warn")
-UNVERIFIED_PICKLES = ("refuse", "allow")
+#: What the loader hook does with a refusal: refuse, or log it and load anyway.
+Mode: TypeAlias = Literal["enforce", "warn"]
+#: What an unpickling of unverified bytes may resolve: the allowlist, or anything.
+UnverifiedPickles: TypeAlias = Literal["refuse", "allow"]
+MODES: tuple[Mode, ...] = ("enforce", "warn")
+UNVERIFIED_PICKLES: tuple[UnverifiedPickles, ...] = ("refuse", "allow")
 ENV_VAR = "MODELSIGN_POLICY"
 
 
@@ -76,7 +87,7 @@ def _check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str, so
 
 
 @dataclass(frozen=True)
-class SigstoreTrust:
+class SigstoreIdentity:
     """A Sigstore signer: both identity and issuer are required (an empty
     issuer would silently accept any issuer in sigstore-python)."""
 
@@ -97,7 +108,7 @@ class SigstoreTrust:
 
 
 @dataclass(frozen=True)
-class CertificateTrust:
+class CertificateAuthority:
     """Certificates chaining to ``ca`` whose leaf names ``identity`` (a SAN
     value, the subject's RFC 4514 string, or its common name).
 
@@ -137,6 +148,12 @@ class CertificateTrust:
         return f"{self.identity} (CA {self.ca}{tsa})"
 
 
+#: What trust can be built from: a public key, a Sigstore identity, or a CA
+#: with a pinned identity.
+Anchor: TypeAlias = PublicKey | SigstoreIdentity | CertificateAuthority
+_ANCHOR_TYPES = (PublicKey, SigstoreIdentity, CertificateAuthority)
+
+
 def _pem_certificates(path: Path, what: str) -> tuple[Any, ...]:
     from modelsign._backends.certificate import load_pem_all  # noqa: PLC0415
 
@@ -154,15 +171,15 @@ class Policy:
     keys: tuple[PublicKey, ...]
     source: str = "<memory>"
     bundles: tuple[Path, ...] = ()
-    mode: str = "enforce"
+    mode: Mode = "enforce"
     scope: tuple[str, ...] = ()
     discover: bool = True
     pickle_loads: bool = False
-    sigstore: tuple[SigstoreTrust, ...] = ()
-    certificates: tuple[CertificateTrust, ...] = ()
+    sigstore: tuple[SigstoreIdentity, ...] = ()
+    certificates: tuple[CertificateAuthority, ...] = ()
     #: "refuse": an unpickling of bytes no bundle vouches for may resolve only
     #: the safe allowlist (and ``allowed_globals``); "allow": any global.
-    unverified_pickles: str = "refuse"
+    unverified_pickles: UnverifiedPickles = "refuse"
     #: Extra ``module.name`` globals an unverified unpickling may resolve.
     allowed_globals: frozenset[str] = frozenset()
     #: The file this policy was read from (child processes read it again).
@@ -172,7 +189,8 @@ class Policy:
         if not (self.keys or self.sigstore or self.certificates):
             raise ConfigError(
                 f"{self.source}: the policy names no trusted key, Sigstore identity or CA "
-                "(no trust anchor)"
+                "(no trust anchor: trust is never implicit)",
+                parameter="trust",
             )
         if self.mode not in MODES:
             raise ConfigError(f"{self.source}: [enforce] mode must be one of {MODES}")
@@ -185,7 +203,11 @@ class Policy:
             _check_global(name, self.source)
 
     def describe(self) -> str:
-        return f"{self.source}, mode {self.mode}"
+        """Where the policy comes from and its mode, for messages."""
+        source = self.source
+        if source in ("trust=", "command line"):  # no file: say what it trusts
+            source = f"{source} ({self.describe_anchors()})"
+        return f"{source}, mode {self.mode}"
 
     def in_scope(self, path: str) -> bool:
         """Whether a file at absolute ``path`` is guarded."""
@@ -247,11 +269,79 @@ class Policy:
         return "\n".join(lines) + "\n"
 
     @classmethod
-    def from_keys(
-        cls, keys: Iterable[PublicKey | str | os.PathLike[str]], source: str = "--key"
+    def of(cls, trust: Policy | Anchor | Iterable[Anchor | str | os.PathLike[str]]) -> Policy:
+        """The policy for a ``trust=`` argument: a policy as it is; anchors
+        (keys, Sigstore identities, certificate authorities; a path in the
+        iterable is a public key file) as a policy of exactly those.
+
+        Raises:
+            ConfigError: no anchor at all (trust is never implicit), or a
+                single path (say which: ``Policy.load`` or
+                ``load_public_key``).
+            KeyLoadError: a key file cannot be loaded.
+        """
+        if isinstance(trust, Policy):
+            return trust
+        if isinstance(trust, (str, bytes, os.PathLike)):
+            raise ConfigError(
+                f"{{param}}{os.fsdecode(trust)!r} is a path: pass Policy.load(path) for a policy "
+                "file, or [path] (or load_public_key(path)) for a public key",
+                parameter="trust",
+            )
+        anchors = [trust] if isinstance(trust, _ANCHOR_TYPES) else list(trust)
+        return cls.from_anchors(anchors, source="trust=")
+
+    def describe_anchors(self) -> str:
+        """How many anchors of each kind: ``2 keys, 1 Sigstore identity``."""
+        kinds = (
+            (len(self.keys), "key", "keys"),
+            (len(self.sigstore), "Sigstore identity", "Sigstore identities"),
+            (len(self.certificates), "CA", "CAs"),
+        )
+        return ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in kinds if n)
+
+    @classmethod
+    def from_anchors(
+        cls, anchors: Iterable[Anchor | str | os.PathLike[str]], *, source: str
     ) -> Policy:
-        loaded = tuple(k if isinstance(k, PublicKey) else load_public_key(k) for k in keys)
-        return cls(tuple(dict.fromkeys(loaded)), source)
+        """A policy trusting exactly ``anchors`` (a path is a public key file)."""
+        keys: list[PublicKey] = []
+        sigstore: list[SigstoreIdentity] = []
+        certificates: list[CertificateAuthority] = []
+        for anchor in anchors:
+            if isinstance(anchor, PublicKey):
+                keys.append(anchor)
+            elif isinstance(anchor, SigstoreIdentity):
+                sigstore.append(anchor)
+            elif isinstance(anchor, CertificateAuthority):
+                certificates.append(anchor)
+            elif isinstance(anchor, (str, os.PathLike)):
+                keys.append(load_public_key(anchor))
+            else:
+                raise ConfigError(
+                    f"{{param}} holds a {type(anchor).__name__}, which is not a trust anchor: "
+                    "give a Policy, or PublicKey, SigstoreIdentity and CertificateAuthority "
+                    "objects",
+                    parameter="trust",
+                )
+        return cls(
+            tuple(dict.fromkeys(keys)),
+            source,
+            sigstore=tuple(dict.fromkeys(sigstore)),
+            certificates=tuple(dict.fromkeys(certificates)),
+        )
+
+    def with_anchors(self, anchors: Iterable[Anchor]) -> Policy:
+        """This policy, trusting ``anchors`` too."""
+        extra = Policy.from_anchors(anchors, source=self.source) if anchors else None
+        if extra is None:
+            return self
+        return dataclasses.replace(
+            self,
+            keys=tuple(dict.fromkeys((*self.keys, *extra.keys))),
+            sigstore=tuple(dict.fromkeys((*self.sigstore, *extra.sigstore))),
+            certificates=tuple(dict.fromkeys((*self.certificates, *extra.certificates))),
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Policy:
@@ -287,7 +377,7 @@ class Policy:
 
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], *, base_dir: Path, source: str) -> Policy:
-        _check_keys(doc, _SCHEMA, "the policy", source)
+        _check_keys(doc, ("trust", "enforce"), "the policy", source)
         trust = doc.get("trust")
         if not isinstance(trust, dict):
             raise ConfigError(f"{source}: the policy needs a [trust] table")
@@ -300,7 +390,7 @@ class Policy:
                 raise ConfigError(f"{source}: [trust] keys: {e}") from e
         bundles = tuple(_resolve(b, base_dir) for b in _paths(trust, "bundles", "[trust]", source))
         sigstore = tuple(
-            SigstoreTrust(
+            SigstoreIdentity(
                 identity=_string(t, "identity", "[[trust.sigstore]]", source),
                 issuer=_string(t, "issuer", "[[trust.sigstore]]", source),
                 instance=_string(t, "instance", "[[trust.sigstore]]", source, "production"),
@@ -309,7 +399,7 @@ class Policy:
             for t in _tables(trust, "sigstore", source)
         )
         certificates = tuple(
-            CertificateTrust(
+            CertificateAuthority(
                 ca=_resolve(_string(t, "ca", "[[trust.certificate]]", source), base_dir),
                 identity=_string(t, "identity", "[[trust.certificate]]", source),
                 tsa=_resolve(_string(t, "tsa", "[[trust.certificate]]", source), base_dir)

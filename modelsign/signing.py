@@ -1,4 +1,13 @@
-"""Stage 4: sign a model and write its OMS v1.0 bundle atomically."""
+"""Stage 4: sign a model and write its OMS v1.0 bundle atomically.
+
+A signer says how to sign; :func:`sign` hashes the model, builds the statement
+and writes the bundle::
+
+    modelsign.sign("models/bert", KeySigner.from_file("release.key", passphrase=b"..."))
+    modelsign.sign("models/bert", CertificateSigner.from_files("leaf.key", "leaf.pem"))
+    modelsign.sign("models/bert", SigstoreSigner())        # ambient OIDC token (CI)
+    modelsign.sign("models/bert", "release.key")           # an unencrypted key file
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from modelsign._atomic import temporary_name_prefix, write_atomic
 from modelsign._files import read_small
@@ -15,15 +24,22 @@ from modelsign.enumerating import DEFAULT_IGNORES, ModelFile, ModelTree, enumera
 from modelsign.errors import UnsafeModelError, UsageError
 from modelsign.hashing import Progress, hash_files
 from modelsign.keys import PrivateKey, PublicKey, load_private_key
-from modelsign.manifest import Manifest, Serialization, check_shard_path
+from modelsign.manifest import HashType, Manifest, Serialization, check_shard_path
 
 __all__ = [
+    "CertificateSigner",
+    "KeySigner",
+    "Method",
+    "SignedBy",
     "SignedModel",
-    "SigstoreSigning",
+    "Signer",
+    "SigstoreSigner",
     "default_signature_path",
-    "display_name",
     "sign",
 ]
+
+#: How a bundle is signed: OMS's key, certificate and Sigstore methods.
+Method: TypeAlias = Literal["key", "certificate", "sigstore"]
 
 MAX_CERT_BYTES = 1024 * 1024
 #: Signing refuses a shard size that would cut the model into more shards
@@ -47,28 +63,159 @@ def display_name(tree: ModelTree, file: ModelFile) -> str:
 
 
 @dataclass(frozen=True)
+class SignedBy:
+    """Who signed a bundle: the key, certificate or Sigstore identity, as
+    signing used it or verification established it."""
+
+    method: Method
+    key_id: str | None = None
+    algorithm: str | None = None
+    identity: str | None = None
+    issuer: str | None = None
+    trust_root: str | None = None
+    #: Certificate method: when the chain was validated, and on whose word
+    #: (an RFC 3161 timestamp by a trusted TSA, or the verifier's clock).
+    valid_at: str | None = None
+    time_source: str | None = None
+
+    def describe(self) -> str:
+        """One line of prose."""
+        if self.method == "key":
+            return f"key {self.key_id} ({self.algorithm})"
+        if self.method == "certificate":
+            when = f", valid at {self.valid_at} ({self.time_source})" if self.valid_at else ""
+            return (
+                f"certificate for {self.identity!r} ({self.algorithm}), CA {self.trust_root}{when}"
+            )
+        issuer = f" (issuer {self.issuer})" if self.issuer else ""
+        root = f", root {self.trust_root}" if self.trust_root else ""
+        return f"Sigstore identity {self.identity!r}{issuer}{root}"
+
+    def to_json(self) -> dict[str, object]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass(frozen=True, repr=False)
 class SignedModel:
     """What :func:`sign` wrote."""
 
     signature: Path
     manifest: Manifest
-    method: str = "key"
-    key_id: str | None = None
-    algorithm: str | None = None
-    identity: str | None = None
+    signed_by: SignedBy
+
+    def __repr__(self) -> str:
+        return (
+            f"SignedModel({str(self.signature)!r}, {self.signed_by.describe()}, "
+            f"{len(self.manifest.file_fingerprints())} files, root {self.manifest.root_digest})"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "signature": str(self.signature),
+            "model_name": self.manifest.model_name,
+            "root_digest": self.manifest.root_digest,
+            "hash_type": self.manifest.serialization.hash_type,
+            "serialization": self.manifest.serialization.method,
+            "shard_size": self.manifest.serialization.shard_size,
+            "files": len(self.manifest.file_fingerprints()),
+            "signed_by": self.signed_by.to_json(),
+        }
 
 
 @dataclass(frozen=True)
-class SigstoreSigning:
-    """How to sign keylessly: where the OIDC identity token comes from (given,
-    a file, the CI environment, or ``oauth`` in a browser) and which instance
-    (production, ``staging``, or a private one's ``trust_config`` file)."""
+class KeySigner:
+    """Sign with a private key (the OMS key method: the bundle names the key
+    by its id, ``publicKey.hint``)."""
+
+    key: PrivateKey
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> KeySigner:
+        """Load a PEM private key, decrypting it with ``passphrase``.
+
+        Raises:
+            KeyLoadError: unreadable, not a key, wrong or missing passphrase.
+        """
+        return cls(load_private_key(path, passphrase))
+
+
+@dataclass(frozen=True)
+class CertificateSigner:
+    """Sign with a private key and its X.509 certificate chain (the OMS
+    certificate method). ``chain`` is DER, leaf first; the leaf must hold the
+    key's public key."""
+
+    key: PrivateKey
+    chain: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        from modelsign._backends.certificate import CertificateError, load_der  # noqa: PLC0415
+
+        if not self.chain:
+            raise UsageError("a certificate signer needs a certificate chain (leaf first)")
+        try:
+            leaf = load_der(self.chain[0])
+        except CertificateError as e:
+            raise UsageError(f"the leaf certificate: {e}") from e
+        if PublicKey(leaf.public_key(), "leaf certificate") != self.key.public_key():
+            raise UsageError(f"the certificate is not for the signing key {self.key.source}")
+
+    @classmethod
+    def from_files(
+        cls,
+        key: PrivateKey | str | os.PathLike[str],
+        certificate: str | os.PathLike[str],
+        chain: Iterable[str | os.PathLike[str]] = (),
+        *,
+        passphrase: bytes | None = None,
+    ) -> CertificateSigner:
+        """The key (a file, or loaded), its PEM leaf certificate, and PEM
+        intermediates.
+
+        Raises:
+            KeyLoadError: the key cannot be loaded.
+            UsageError: a certificate file is unreadable or not PEM, or the
+                leaf is not for the key.
+        """
+        from modelsign._backends.certificate import der, load_pem_all  # noqa: PLC0415
+
+        private = key if isinstance(key, PrivateKey) else load_private_key(key, passphrase)
+        certs = []
+        for path in (certificate, *chain):
+            data = read_small(Path(path), MAX_CERT_BYTES, "certificate", UsageError)
+            try:
+                certs.extend(load_pem_all(data))
+            except ValueError as e:
+                raise UsageError(f"{path}: not PEM certificates: {e}") from e
+        return cls(private, tuple(der(c) for c in certs))
+
+
+#: A Sigstore instance whose public-good services sign.
+Instance: TypeAlias = Literal["production", "staging"]
+
+
+@dataclass(frozen=True)
+class SigstoreSigner:
+    """Sign keylessly with Sigstore: an OIDC identity token (given, read from
+    ``identity_token_file``, detected in CI, or, with ``oauth``, from a
+    browser) buys a short-lived Fulcio certificate; the signature is logged
+    in Rekor. ``instance`` picks the public instance, ``trust_config`` a
+    private one (a ``ClientTrustConfig`` JSON file)."""
 
     identity_token: str | None = None
     identity_token_file: Path | None = None
     oauth: bool = False
-    staging: bool = False
+    instance: Instance = "production"
     trust_config: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.instance not in ("production", "staging"):
+            raise UsageError(f"Sigstore instance {self.instance!r}: use production or staging")
+
+
+#: What :func:`sign` takes: a signer, or a private key (loaded, or an
+#: unencrypted key file) as a shorthand for a :class:`KeySigner`.
+Signer: TypeAlias = KeySigner | CertificateSigner | SigstoreSigner
 
 
 def build_manifest(
@@ -91,8 +238,9 @@ def build_manifest(
         shards = sum(max(1, -(-f.size // shard_size)) for f in tree.files)
         if shards > MAX_SHARDS:
             raise UsageError(
-                f"--shard-size {shard_size} cuts {tree.root} into {shards} shards, more than "
-                f"{MAX_SHARDS}: choose a larger shard size"
+                f"{{param}}{shard_size} cuts {tree.root} into {shards} shards, more than "
+                f"{MAX_SHARDS}: choose a larger shard size",
+                parameter="shard_size",
             )
     digests = hash_files(
         tree.files,
@@ -108,53 +256,63 @@ def build_manifest(
 
 def sign(
     model: str | os.PathLike[str],
-    key: PrivateKey | str | os.PathLike[str] | None = None,
+    signer: Signer | PrivateKey | str | os.PathLike[str],
     *,
     signature: str | os.PathLike[str] | None = None,
-    hash_type: str = "sha256",
+    hash_type: HashType = "sha256",
+    shard_size: int | None = None,
     ignore_paths: Iterable[str] = (),
-    passphrase: bytes | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
-    certificate: str | os.PathLike[str] | None = None,
-    certificate_chain: Iterable[str | os.PathLike[str]] = (),
-    sigstore: SigstoreSigning | None = None,
-    shard_size: int | None = None,
 ) -> SignedModel:
     """Sign the directory or single file ``model``.
 
-    One method: ``key`` alone (key method); ``key`` with its leaf
-    ``certificate`` and the ``certificate_chain`` files (certificate method);
-    or ``sigstore`` (keyless). The statement is the same for all three. With
-    ``shard_size``, files are hashed as OMS shards of that many bytes (method
-    ``shards``; each file's shards are hashed in parallel). The
-    OMS v1.0 bundle goes to ``signature`` (default
-    :func:`default_signature_path`) through a temporary file and
-    ``os.replace``. Raises :class:`~modelsign.errors.UnsafeArchiveError` or
-    :class:`~modelsign.errors.UnsafeModelError` for content modelsign refuses
-    to vouch for, and :class:`~modelsign.errors.UsageError` for bad arguments.
+    Args:
+        model: a model folder, or a single file.
+        signer: a :class:`KeySigner`, :class:`CertificateSigner` or
+            :class:`SigstoreSigner`; a :class:`~modelsign.keys.PrivateKey`
+            or the path of an unencrypted key file stands for a key signer.
+        signature: where to write the bundle (default
+            :func:`default_signature_path`), through a temporary file and
+            ``os.replace``.
+        hash_type: ``sha256``, ``blake2b`` or ``blake3`` (``modelsign[blake3]``).
+        shard_size: hash files as OMS shards of this many bytes (method
+            ``shards``: each shard on its own thread).
+        ignore_paths: paths relative to a model folder to leave out (exact; a
+            folder leaves out its subtree); recorded in the bundle with the
+            default exclusions.
+        progress: told about files and bytes as they are hashed.
+        workers: hashing threads (default: one per core).
+
+    Returns:
+        What was written: the bundle's path, the signed manifest, the signer.
+
+    Raises:
+        UsageError: bad arguments (``parameter`` names which), an unreadable
+            key, an identity token that cannot be had.
+        UnsafeModelError: a symlink, special file, bad name or empty model.
+        UnsafeArchiveError: an ambiguous archive modelsign will not vouch for.
     """
     model_path = Path(model)
-    method = _method(key, certificate, sigstore)
+    signer = _as_signer(signer)
     if shard_size is not None and (
         type(shard_size) is not int or not 0 < shard_size <= MAX_SHARD_SIZE
     ):
         raise UsageError(
-            f"the shard size must be a number of bytes from 1 to {MAX_SHARD_SIZE}, "
-            f"not {shard_size!r}"
+            f"{{param}}{shard_size!r}: the shard size must be a number of bytes from 1 to "
+            f"{MAX_SHARD_SIZE}",
+            parameter="shard_size",
         )
     # Everything that can fail on the caller's input fails before hashing.
-    private = None
-    if key is not None:
-        private = key if isinstance(key, PrivateKey) else load_private_key(key, passphrase)
-    chain = _certificate_chain(private, certificate, certificate_chain) if certificate else ()
-    keyless = _keyless(sigstore) if sigstore is not None else None
+    keyless = _keyless(signer) if isinstance(signer, SigstoreSigner) else None
     sig_path = Path(signature) if signature is not None else default_signature_path(model_path)
     user_ignores = tuple(ignore_paths)
     if model_path.is_dir():
         ignores = tuple(dict.fromkeys((*user_ignores, *DEFAULT_IGNORES)))
     elif user_ignores:
-        raise UsageError(f"{model_path}: --ignore-path applies to a directory model only")
+        raise UsageError(
+            f"{model_path}: {{param}} applies to a model folder only", parameter="ignore_paths"
+        )
     else:
         ignores = ()
     tree = enumerate_model(model_path, ignore_paths=ignores, signature=sig_path)
@@ -168,18 +326,47 @@ def sign(
 
         token, config = keyless
         write_atomic(sig_path, backend.sign_dsse(payload, token, config))
-        return SignedModel(sig_path, manifest, "sigstore", identity=_token_identity(token))
-    assert private is not None
+        return SignedModel(
+            sig_path, manifest, SignedBy("sigstore", identity=_token_identity(token))
+        )
+    assert isinstance(signer, (KeySigner, CertificateSigner))
+    private = signer.key
     public = private.public_key()
     material: KeyMaterial | CertificateMaterial = (
-        CertificateMaterial(chain) if chain else KeyMaterial(hint=public.key_id)
+        CertificateMaterial(signer.chain)
+        if isinstance(signer, CertificateSigner)
+        else KeyMaterial(hint=public.key_id)
     )
     bundle = Bundle(
         material,
         Envelope(payload, PAYLOAD_TYPE, private.sign(pae(PAYLOAD_TYPE, payload)), keyid=""),
     )
     write_atomic(sig_path, bundle.to_bytes())
-    return SignedModel(sig_path, manifest, method, public.key_id, public.algorithm)
+    method: Method = "certificate" if isinstance(signer, CertificateSigner) else "key"
+    identity = None
+    if isinstance(signer, CertificateSigner):
+        from modelsign._backends import certificate as x509  # noqa: PLC0415
+
+        identity = x509.identity_of(x509.load_der(signer.chain[0])).primary
+    return SignedModel(
+        sig_path,
+        manifest,
+        SignedBy(method, key_id=public.key_id, algorithm=public.algorithm, identity=identity),
+    )
+
+
+def _as_signer(signer: object) -> Signer:
+    if isinstance(signer, (KeySigner, CertificateSigner, SigstoreSigner)):
+        return signer
+    if isinstance(signer, PrivateKey):
+        return KeySigner(signer)
+    if isinstance(signer, (str, os.PathLike)):
+        return KeySigner.from_file(signer)
+    raise UsageError(
+        "{param} takes a KeySigner, CertificateSigner or SigstoreSigner, a PrivateKey or a key "
+        f"file's path, not a {type(signer).__name__}",
+        parameter="signer",
+    )
 
 
 def _refuse_stale_temporaries(tree: ModelTree, signature: Path) -> None:
@@ -198,44 +385,10 @@ def _refuse_stale_temporaries(tree: ModelTree, signature: Path) -> None:
             )
 
 
-def _method(key: object, certificate: object, sigstore: object) -> str:
-    if sigstore is not None:
-        if key is not None or certificate is not None:
-            raise UsageError("--sigstore signs keylessly: do not give --key or --certificate")
-        return "sigstore"
-    if key is None:
-        raise UsageError("give --key (with --certificate for the certificate method) or --sigstore")
-    return "certificate" if certificate is not None else "key"
-
-
-def _certificate_chain(
-    private: PrivateKey | None,
-    certificate: str | os.PathLike[str],
-    chain: Iterable[str | os.PathLike[str]],
-) -> tuple[bytes, ...]:
-    """DER certificates, leaf first; the leaf must hold ``private``'s public key."""
-    from modelsign._backends.certificate import der, load_pem_all  # noqa: PLC0415
-
-    certs = []
-    for path in (certificate, *chain):
-        data = read_small(Path(path), MAX_CERT_BYTES, "certificate", UsageError)
-        try:
-            certs.extend(load_pem_all(data))
-        except ValueError as e:
-            raise UsageError(f"{path}: not PEM certificates: {e}") from e
-    assert private is not None
-    leaf_key = PublicKey(certs[0].public_key(), str(certificate))
-    if leaf_key != private.public_key():
-        raise UsageError(
-            f"{certificate}: the certificate is not for the signing key {private.source}"
-        )
-    return tuple(der(c) for c in certs)
-
-
-def _keyless(options: SigstoreSigning) -> tuple[Any, Any]:
+def _keyless(options: SigstoreSigner) -> tuple[Any, Any]:
     from modelsign._backends import sigstore as backend  # noqa: PLC0415
 
-    config = backend.trust_config(options.trust_config, options.staging)
+    config = backend.trust_config(options.trust_config, options.instance == "staging")
     token = backend.identity_token(
         options.identity_token, options.identity_token_file, options.oauth, config
     )

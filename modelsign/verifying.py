@@ -26,7 +26,6 @@ from modelsign.bundle import (
 from modelsign.enumerating import SINGLE_FILE_NAME, ModelTree, enumerate_model
 from modelsign.errors import (
     BundleTooLargeError,
-    ConfigError,
     Error,
     InvalidSignatureError,
     MalformedBundleError,
@@ -45,64 +44,58 @@ from modelsign.hashing import (
     hash_files,
     parse_shard_fingerprint,
 )
-from modelsign.keys import PublicKey, load_public_key
+from modelsign.keys import PublicKey
 from modelsign.manifest import Manifest
-from modelsign.policy import CertificateTrust, Policy, SigstoreTrust
-from modelsign.signing import default_signature_path, display_name
+from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdentity
+from modelsign.signing import SignedBy, default_signature_path, display_name
 
-__all__ = ["Signer", "VerifiedModel", "check_bundle", "compare", "read_bundle", "verify"]
-
-
-@dataclass(frozen=True)
-class Signer:
-    """Who signed, as established by verification."""
-
-    method: str
-    key_id: str | None = None
-    algorithm: str | None = None
-    identity: str | None = None
-    issuer: str | None = None
-    trust_root: str | None = None
-    #: Certificate method: when the chain was validated, and on whose word
-    #: (an RFC 3161 timestamp by a trusted TSA, or the verifier's clock).
-    valid_at: str | None = None
-    time_source: str | None = None
-
-    def describe(self) -> str:
-        if self.method == "key":
-            return f"key {self.key_id} ({self.algorithm})"
-        if self.method == "certificate":
-            when = f", valid at {self.valid_at} ({self.time_source})" if self.valid_at else ""
-            return (
-                f"certificate for {self.identity!r} ({self.algorithm}), CA {self.trust_root}{when}"
-            )
-        return f"Sigstore identity {self.identity!r} (issuer {self.issuer}), root {self.trust_root}"
+__all__ = ["VerifiedModel", "check_bundle", "compare", "read_bundle", "verify"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class VerifiedModel:
     """What a successful verification established."""
 
     model: Path
     signature: Path
-    model_name: str
-    signer: Signer
-    hash_type: str
-    root_digest: str
-    files: tuple[str, ...]
+    signed_by: SignedBy
     manifest: Manifest
 
     @property
-    def method(self) -> str:
-        return self.signer.method
+    def model_name(self) -> str:
+        """The statement's subject name (informational: OMS verifiers do not rely on it)."""
+        return self.manifest.model_name
 
     @property
-    def key_id(self) -> str | None:
-        return self.signer.key_id
+    def root_digest(self) -> str:
+        """SHA-256 over the files' digests in order: what the bundle signs."""
+        return self.manifest.root_digest
 
     @property
-    def algorithm(self) -> str | None:
-        return self.signer.algorithm
+    def files(self) -> tuple[str, ...]:
+        """The signed file names, sorted."""
+        return tuple(sorted(self.manifest.file_fingerprints()))
+
+    def __repr__(self) -> str:
+        return (
+            f"VerifiedModel({str(self.model)!r}, {self.signed_by.describe()}, "
+            f"{len(self.files)} files, root {self.root_digest})"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        ser = self.manifest.serialization
+        return {
+            "verified": True,
+            "model": str(self.model),
+            "signature": str(self.signature),
+            "model_name": self.model_name,
+            "root_digest": self.root_digest,
+            "hash_type": ser.hash_type,
+            "serialization": ser.method,
+            "shard_size": ser.shard_size,
+            "signed_by": self.signed_by.to_json(),
+            "files": list(self.files),
+        }
 
 
 def check_bundle(
@@ -111,7 +104,7 @@ def check_bundle(
     *,
     source: str = "bundle",
     now: datetime.datetime | None = None,
-) -> tuple[Manifest, Signer]:
+) -> tuple[Manifest, SignedBy]:
     """Verify the bundle's signature against the policy; return the statement.
 
     The trust material (keys, CAs, Sigstore identities and roots) comes only
@@ -139,7 +132,7 @@ def check_bundle(
 
 def _check_key(
     bundle: Bundle, material: KeyMaterial, trusted: Sequence[PublicKey], source: str
-) -> Signer:
+) -> SignedBy:
     ids = ", ".join(k.key_id for k in trusted) or "none"
     if material.hint is not None:
         claimed = material.hint
@@ -165,16 +158,16 @@ def _check_key(
         ok = key.verify(envelope.signature, pae_legacy(envelope.payload))
     if not ok:
         raise InvalidSignatureError(f"{source}: invalid signature for key {key.key_id}")
-    return Signer("key", key_id=key.key_id, algorithm=key.algorithm)
+    return SignedBy("key", key_id=key.key_id, algorithm=key.algorithm)
 
 
 def _check_certificate(
     bundle: Bundle,
     material: CertificateMaterial,
-    trusted: Sequence[CertificateTrust],
+    trusted: Sequence[CertificateAuthority],
     source: str,
     now: datetime.datetime,
-) -> Signer:
+) -> SignedBy:
     """The leaf must name a trusted entry's identity and chain to its CA at
     the time the entry establishes:
 
@@ -229,7 +222,7 @@ def _check_certificate(
             raise InvalidSignatureError(
                 f"{source}: invalid signature for the certificate of {t.identity!r}"
             )
-        return Signer(
+        return SignedBy(
             "certificate",
             algorithm=algorithm,
             identity=t.identity,
@@ -249,7 +242,7 @@ _CLOCK_SKEW = datetime.timedelta(minutes=5)
 def _certificate_time(
     bundle: Bundle,
     material: CertificateMaterial,
-    trust: CertificateTrust,
+    trust: CertificateAuthority,
     source: str,
     now: datetime.datetime,
 ) -> tuple[datetime.datetime, str]:
@@ -280,8 +273,8 @@ def _certificate_time(
 
 
 def _check_sigstore(
-    bundle: Bundle, material: SigstoreMaterial, trusted: Sequence[SigstoreTrust], source: str
-) -> tuple[bytes, Signer]:
+    bundle: Bundle, material: SigstoreMaterial, trusted: Sequence[SigstoreIdentity], source: str
+) -> tuple[bytes, SignedBy]:
     from modelsign._backends import certificate as x509  # noqa: PLC0415
 
     try:
@@ -306,7 +299,7 @@ def _check_sigstore(
         except (UntrustedSignerError, InvalidSignatureError) as e:
             failure = failure or e
             continue
-        return payload, Signer(
+        return payload, SignedBy(
             "sigstore", identity=t.identity, issuer=t.issuer, trust_root=str(root)
         )
     assert failure is not None
@@ -358,28 +351,20 @@ def _shard_mismatches(
     want = parse_shard_fingerprint(expected)
     size = want[-1].end if want else 0
     if actual is None and name not in sizes:
-        return [Mismatch("missing", name, expected=f"{size} bytes", what="size")]
+        return [Mismatch("missing", name, expected_size=size)]
     got = parse_shard_fingerprint(actual) if actual is not None else None
     now = sizes.get(name, got[-1].end if got else 0)
     if now != size:
-        return [Mismatch("digest", name, f"{size} bytes", f"{now} bytes", what="size")]
+        return [Mismatch("size", name, expected_size=size, actual_size=now)]
     assert got is not None
     differ = differing_shards(want, got)
     assert differ is not None  # same size, so the same ranges
     listed = [
-        Mismatch("digest", f"{name}:{w.start}:{w.end}", expected=w.digest, actual=g.digest)
+        Mismatch("digest", name, expected=w.digest, actual=g.digest, shard=(w.start, w.end))
         for w, g in differ[:MAX_SHARD_MISMATCHES]
     ]
     if len(differ) > MAX_SHARD_MISMATCHES:  # a rewritten file: say how much, not every shard
-        listed.append(
-            Mismatch(
-                "digest",
-                name,
-                expected=f"{len(want)} shards as signed",
-                actual=f"{len(differ)} of them differ (the first {MAX_SHARD_MISMATCHES} listed)",
-                what="shards",
-            )
-        )
+        listed.append(Mismatch("shards", name, shards=len(want), differing=len(differ)))
     return listed
 
 
@@ -398,68 +383,53 @@ def read_bundle(path: Path, *, max_bytes: int | None = None) -> Bundle:
     return Bundle.from_bytes(data, source=str(path), max_bytes=limit)
 
 
-def _policy(
-    keys: Iterable[PublicKey | str | os.PathLike[str]] | None,
-    policy: Policy | str | os.PathLike[str] | None,
-    sigstore: Sequence[SigstoreTrust],
-    certificates: Sequence[CertificateTrust],
-) -> Policy:
-    """One policy from a policy file or object plus keys and identities given directly."""
-    base = None if policy is None else policy if isinstance(policy, Policy) else Policy.load(policy)
-    key_list = [k if isinstance(k, PublicKey) else load_public_key(k) for k in keys or ()]
-    if base is None and not (key_list or sigstore or certificates):
-        raise ConfigError(
-            "no trusted key, CA or Sigstore identity: give --key, --ca, --identity/--issuer "
-            "or --policy (trust is never implicit)"
-        )
-    if base is None:
-        return Policy(
-            tuple(dict.fromkeys(key_list)),
-            "command line",
-            sigstore=tuple(sigstore),
-            certificates=tuple(certificates),
-        )
-    return replace(
-        base,
-        keys=tuple(dict.fromkeys((*base.keys, *key_list))),
-        sigstore=(*base.sigstore, *sigstore),
-        certificates=(*base.certificates, *certificates),
-    )
-
-
 def verify(
     model: str | os.PathLike[str],
+    trust: Policy | Anchor | Iterable[Anchor | str | os.PathLike[str]],
     *,
-    keys: Iterable[PublicKey | str | os.PathLike[str]] | None = None,
-    policy: Policy | str | os.PathLike[str] | None = None,
     signature: str | os.PathLike[str] | None = None,
     ignore_paths: Iterable[str] = (),
+    hf_cache: bool = False,
+    now: datetime.datetime | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
     max_bundle_bytes: int | None = None,
-    hf_cache: bool = False,
-    sigstore: Sequence[SigstoreTrust] = (),
-    certificates: Sequence[CertificateTrust] = (),
-    now: datetime.datetime | None = None,
 ) -> VerifiedModel:
-    """Verify ``model`` (a directory or a single file) against its signature.
+    """Verify ``model`` (a folder or a single file) against its signature.
 
-    Trust comes from ``keys``, ``sigstore`` identities, ``certificates`` (CAs
-    with a pinned identity) and ``policy``, together. ``now`` is the time at
-    which certificates must be valid (default: now), unless a TSA the trust
-    names has timestamped a certificate-method bundle.
+    Args:
+        model: the model folder or file.
+        trust: a :class:`~modelsign.policy.Policy`, or anchors: public keys
+            (:class:`~modelsign.keys.PublicKey`, or key file paths),
+            :class:`~modelsign.policy.SigstoreIdentity` and
+            :class:`~modelsign.policy.CertificateAuthority`. Never the bundle:
+            it only says which anchor to use.
+        signature: the bundle (default ``MODEL/model.sig`` or ``MODEL.sig``).
+        ignore_paths: extra files to excuse at these paths (a signed file is
+            never skipped).
+        hf_cache: follow a Hugging Face cache snapshot's links into its own
+            ``blobs/`` folder.
+        now: when certificates must be valid (default: the current time),
+            unless a TSA the trust names timestamped a certificate bundle.
+        progress: told about files and bytes as they are hashed.
+        workers: hashing threads (default: one per core).
+        max_bundle_bytes: refuse a larger bundle before parsing it.
 
-    Raises a :class:`~modelsign.errors.VerificationError` subclass when the
-    model must not be trusted, a :class:`~modelsign.errors.UsageError`
-    subclass for bad arguments; returns :class:`VerifiedModel` otherwise.
-    With ``hf_cache``, a Hugging Face cache snapshot's symlinks into its own
-    ``blobs/`` folder are followed (see :func:`~modelsign.enumerating.hf_blobs_dir`).
+    Returns:
+        Who signed, and the verified manifest.
+
+    Raises:
+        VerificationError: the model must not be trusted; the subclass says
+            why (``DigestMismatchError`` and its siblings list every
+            difference; ``InvalidSignatureError``, ``UntrustedSignerError``,
+            ``MalformedBundleError``, ``MissingSignatureError``, ...).
+        UsageError: bad arguments (``ConfigError`` for ``trust``).
     """
-    trust = _policy(keys, policy, sigstore, certificates)
+    policy = Policy.of(trust)
     model_path = Path(model)
     sig_path = Path(signature) if signature is not None else default_signature_path(model_path)
     bundle = read_bundle(sig_path, max_bytes=max_bundle_bytes)
-    manifest, signer = check_bundle(bundle, trust, source=str(sig_path), now=now)
+    manifest, signer = check_bundle(bundle, policy, source=str(sig_path), now=now)
     ser = manifest.serialization
     tree = enumerate_model(
         model_path,
@@ -493,16 +463,7 @@ def verify(
         if ser.shard_size is not None:  # the differing shards already say where
             raise
         raise _with_member_diagnostics(e, manifest, tree, names) from None
-    return VerifiedModel(
-        model=model_path,
-        signature=sig_path,
-        model_name=manifest.model_name,
-        signer=signer,
-        hash_type=ser.hash_type,
-        root_digest=manifest.root_digest,
-        files=tuple(sorted(manifest.file_fingerprints())),
-        manifest=manifest,
-    )
+    return VerifiedModel(model_path, sig_path, signer, manifest)
 
 
 def _with_member_diagnostics(

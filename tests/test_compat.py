@@ -33,10 +33,10 @@ def test_reference_elliptic_key_bundles_verify(
     base = shared("oms-compat", folder)
     pub = shared("oms-compat", "keys", "signing-key-pub.pem")
     result = modelsign.verify(
-        base / model, keys=[pub], signature=base / "model.sig", ignore_paths=ignore
+        base / model, [pub], signature=base / "model.sig", ignore_paths=ignore
     )
-    assert result.method == "key"
-    assert result.algorithm == "ecdsa-p384"
+    assert result.signed_by.method == "key"
+    assert result.signed_by.algorithm == "ecdsa-p384"
     assert "signme-1" in result.files or result.files == (".",)
 
 
@@ -49,9 +49,7 @@ def test_reference_elliptic_key_bundles_reject_one_changed_byte(
     pub = shared("oms-compat", "keys", "signing-key-pub.pem")
     flip_byte(copy / "signme-1", 0)
     with pytest.raises(DigestMismatchError, match="expected .*, actual"):
-        modelsign.verify(
-            copy / model, keys=[pub], signature=copy / "model.sig", ignore_paths=ignore
-        )
+        modelsign.verify(copy / model, [pub], signature=copy / "model.sig", ignore_paths=ignore)
 
 
 def test_reference_bundle_needs_the_reference_key(
@@ -59,13 +57,13 @@ def test_reference_bundle_needs_the_reference_key(
 ) -> None:
     base = shared("oms-compat", "v1.1.0-elliptic-key")
     with pytest.raises(UntrustedSignerError, match="e8450dec4eb99dae"):
-        modelsign.verify(base, keys=[other_keypair[1]], ignore_paths=["ignore-me"])
+        modelsign.verify(base, [other_keypair[1]], ignore_paths=["ignore-me"])
 
 
 def test_reference_certificate_bundle_is_not_trusted_by_a_key(keypair: tuple[Path, Path]) -> None:
     base = shared("oms-compat", "v1.1.0-certificate")
     with pytest.raises(UntrustedSignerError, match="no CA is trusted"):
-        modelsign.verify(base, keys=[keypair[1]], ignore_paths=["ignore-me"])
+        modelsign.verify(base, [keypair[1]], ignore_paths=["ignore-me"])
 
 
 SPEC = "oms-spec", "test-vectors", "v1.0"

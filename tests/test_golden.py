@@ -24,10 +24,10 @@ ALGORITHMS = ["ed25519", "ecdsa-p256"]
 def test_golden_bundle_verifies(algorithm: str) -> None:
     result = modelsign.verify(
         GOLDEN / "model",
-        keys=[GOLDEN / f"{algorithm}.pub"],
+        [GOLDEN / f"{algorithm}.pub"],
         signature=GOLDEN / f"{algorithm}.sig",
     )
-    assert result.algorithm == algorithm
+    assert result.signed_by.algorithm == algorithm
     assert result.files == ("config.json", "tokenizer/vocab.txt", "weights.pt")
     weights = next(r for r in result.manifest.resources if r.name == "weights.pt")
     assert weights.archive == "zip"
@@ -43,7 +43,7 @@ def test_golden_bundle_bytes_round_trip(algorithm: str) -> None:
 def test_golden_bundles_are_not_interchangeable() -> None:
     with pytest.raises(UntrustedSignerError):
         modelsign.verify(
-            GOLDEN / "model", keys=[GOLDEN / "ed25519.pub"], signature=GOLDEN / "ecdsa-p256.sig"
+            GOLDEN / "model", [GOLDEN / "ed25519.pub"], signature=GOLDEN / "ecdsa-p256.sig"
         )
 
 
@@ -52,4 +52,4 @@ def test_golden_model_tampered(tmp_path: Path) -> None:
     shutil.copytree(GOLDEN / "model", model)
     (model / "config.json").write_text('{"in": 3, "out": 3}\n')
     with pytest.raises(DigestMismatchError, match="config.json: digest mismatch"):
-        modelsign.verify(model, keys=[GOLDEN / "ed25519.pub"], signature=GOLDEN / "ed25519.sig")
+        modelsign.verify(model, [GOLDEN / "ed25519.pub"], signature=GOLDEN / "ed25519.sig")

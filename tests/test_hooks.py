@@ -41,7 +41,7 @@ STATE = {"w": torch.arange(12, dtype=torch.float32).reshape(3, 4), "b": torch.on
 
 @pytest.fixture
 def policy(keypair: tuple[Path, Path]) -> Policy:
-    return Policy.from_keys([keypair[1]])
+    return Policy.of([keypair[1]])
 
 
 @pytest.fixture
@@ -263,7 +263,7 @@ def test_torch_load_tampered(policy: Policy, signed_pt: Path, mmap: bool) -> Non
     assert str(signed_pt) in message
     assert f"expected sha256:{e.value.expected}, actual sha256:{e.value.actual}" in message
     assert e.value.expected != e.value.actual
-    assert "policy: --key, mode enforce" in message
+    assert "policy: trust= (1 key), mode enforce" in message
     assert isinstance(e.value, pickle.UnpicklingError)
 
 
@@ -275,7 +275,7 @@ def test_torch_load_unsigned(policy: Policy, tmp_path: Path) -> None:
 
 
 def test_torch_load_untrusted_signer(signed_pt: Path, other_keypair: tuple[Path, Path]) -> None:
-    with hooks.enforce(Policy.from_keys([other_keypair[1]])):
+    with hooks.enforce(Policy.of([other_keypair[1]])):
         with pytest.raises(UntrustedBundleError, match="not trusted") as e:
             torch.load(signed_pt)
     assert str(signed_pt.parent / "model.sig") in str(e.value)
@@ -330,7 +330,7 @@ def test_bytesio_is_checked_against_explicit_bundles(
     tmp_path: Path, signed_pt: Path, keypair: tuple[Path, Path]
 ) -> None:
     data = signed_pt.read_bytes()
-    with hooks.enforce(Policy.from_keys([keypair[1]])):
+    with hooks.enforce(Policy.of([keypair[1]])):
         with pytest.raises(UnsignedFileError, match="BytesIO"):
             torch.load(io.BytesIO(data))
     listed = Policy(
@@ -390,7 +390,7 @@ def test_pickle_loads_opt_in_checks_digests(tmp_path: Path, keypair: tuple[Path,
         assert pickle.loads(blob) == {"config": [1, 2, 3]}
         with pytest.raises(UnsignedFileError):
             pickle.loads(pickle.dumps({"config": [1, 2, 4]}))
-    with hooks.enforce(Policy.from_keys([keypair[1]])):  # default: not guarded (IPC)
+    with hooks.enforce(Policy.of([keypair[1]])):  # default: not guarded (IPC)
         assert pickle.loads(pickle.dumps({"x": 1})) == {"x": 1}
 
 
@@ -554,7 +554,7 @@ def test_malicious_pickle_never_runs(
         path = _signed_then_swapped(tmp_path, form, keypair)
     _write_malicious(form, path, marker)
     load = _entry_points(form)[entry]
-    with hooks.enforce(Policy.from_keys([keypair[1]])), pytest.raises(LoadRefusedError) as e:
+    with hooks.enforce(Policy.of([keypair[1]])), pytest.raises(LoadRefusedError) as e:
         load(path)
     assert isinstance(e.value, pickle.UnpicklingError)
     assert str(path) in str(e.value)
@@ -618,7 +618,7 @@ def test_ambiguous_pt_signed_by_another_tool_never_runs(
         modelsign.sign(model, keypair[0])
     finally:
         signing.build_manifest = original  # type: ignore[assignment]
-    with hooks.enforce(Policy.from_keys([keypair[1]])):
+    with hooks.enforce(Policy.of([keypair[1]])):
         with pytest.raises(UnsafeLoadError, match="data.pkl"):
             torch.load(model / "weights.pt", weights_only=False)
     assert not marker.exists()

@@ -124,7 +124,7 @@ def attacker_key(key_dir: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def policy(trusted_key: tuple[Path, Path]) -> Policy:
-    return Policy.from_keys([trusted_key[1]])
+    return Policy.of([trusted_key[1]])
 
 
 @pytest.fixture

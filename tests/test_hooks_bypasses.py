@@ -38,7 +38,7 @@ def _no_leftover_hook() -> Iterator[None]:
 
 @pytest.fixture
 def policy(keypair: tuple[Path, Path]) -> Policy:
-    return Policy.from_keys([keypair[1]])
+    return Policy.of([keypair[1]])
 
 
 class LoadsAnotherFile:

@@ -43,7 +43,7 @@ def _no_leftover_hook() -> Iterator[None]:
 
 @pytest.fixture
 def policy(keypair: tuple[Path, Path]) -> Policy:
-    return Policy.from_keys([keypair[1]])
+    return Policy.of([keypair[1]])
 
 
 class Payload:
@@ -249,7 +249,7 @@ def test_uninstall_under_an_active_block_is_refused(policy: Policy) -> None:
 def test_install_cannot_change_the_policy_under_active_blocks(
     policy: Policy, other_keypair: tuple[Path, Path]
 ) -> None:
-    other = Policy.from_keys([other_keypair[1]])
+    other = Policy.of([other_keypair[1]])
     with hooks.enforce(policy):
         with pytest.raises(ConfigError, match="cannot change"):
             hooks.install(other)

@@ -415,11 +415,11 @@ def test_the_builders_start_from_benign_files_that_sign_verify_and_load(
     (model / "weights.tar").write_bytes(make_tar(benign_tar_entries()))
     (model / "config.json").write_text("{}")
     modelsign.sign(model, signer[0])
-    modelsign.verify(model, keys=[signer[1]])
+    modelsign.verify(model, [signer[1]])
     assert cli("verify", model, "--key", signer[1]).returncode == 0
     sign_as_another_tool(model, signer[0])
-    modelsign.verify(model, keys=[signer[1]])
-    with modelsign.enforce(Policy.from_keys([signer[1]])):
+    modelsign.verify(model, [signer[1]])
+    with modelsign.enforce(Policy.of([signer[1]])):
         assert same_state(torch.load(model / "weights.pt"))
 
 
@@ -459,7 +459,7 @@ def test_hostile_archive_signed_by_another_tool_is_refused_at_verification_and_l
     before = listing(planted.model)
 
     with raises_exactly(UnsafeArchiveError, planted.refusal()):
-        modelsign.verify(planted.model, keys=[signer[1]])
+        modelsign.verify(planted.model, [signer[1]])
 
     result = cli("verify", planted.model, "--key", signer[1], "--json")
     assert result.returncode == 1, result.stderr
@@ -467,7 +467,7 @@ def test_hostile_archive_signed_by_another_tool_is_refused_at_verification_and_l
     assert error["type"] == "UnsafeArchiveError"
     assert re.search(planted.refusal(), error["message"]), error["message"]
 
-    with modelsign.enforce(Policy.from_keys([signer[1]])):
+    with modelsign.enforce(Policy.of([signer[1]])):
         with raises_exactly(UnsafeLoadError, re.escape(str(planted.file))):
             torch.load(planted.file, weights_only=False)
     assert listing(planted.model) == before
@@ -532,9 +532,18 @@ try:
 except SystemExit as e:
     code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
 grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
-sys.stderr.write(f"\\nRSS_GROWTH_KB={grown}\\n")
+with open("/proc/self/io") as io:
+    read = next(int(line.split()[1]) for line in io if line.startswith("rchar:"))
+sys.stderr.write(f"\\nRSS_GROWTH_KB={grown}\\nREAD_BYTES={read}\\n")
 sys.exit(code)
 """
+
+
+def bytes_read(stderr: str) -> int:
+    """What the LIMITED_CLI process read through read() calls (its rchar)."""
+    found = re.search(r"READ_BYTES=(\d+)", stderr)
+    assert found, stderr
+    return int(found.group(1))
 
 
 def rss_growth_mb(stderr: str) -> float:
@@ -596,7 +605,7 @@ def test_zip_bomb_signed_by_another_tool_is_refused_at_verification(
     ZIP_BOMBS[name].build(model / "arrays.npz")
     sign_as_another_tool(model, signer[0])
     with raises_exactly(UnsafeArchiveError, ZIP_BOMBS[name].refusal_at_10mb):
-        modelsign.verify(model, keys=[signer[1]])
+        modelsign.verify(model, [signer[1]])
 
 
 @pytest.mark.parametrize("name", ZIP_BOMBS)
@@ -608,7 +617,7 @@ def test_zip_bomb_signed_by_another_tool_is_refused_by_the_hook(
     model.mkdir()
     ZIP_BOMBS[name].build(model / "arrays.npz")
     sign_as_another_tool(model, signer[0])
-    with modelsign.enforce(Policy.from_keys([signer[1]])):
+    with modelsign.enforce(Policy.of([signer[1]])):
         with raises_exactly(UnsafeLoadError, "zeros.npy"):
             with np.load(model / "arrays.npz") as z:
                 z.files  # noqa: B018 - listing only: the 200 MB member is never inflated
@@ -749,7 +758,7 @@ def test_file_swapped_between_verification_and_load_loads_the_signed_object(
         return result
 
     monkeypatch.setattr(owner, attr, then_swap)
-    with modelsign.enforce(Policy.from_keys([signer[1]])):
+    with modelsign.enforce(Policy.of([signer[1]])):
         loaded = spec.load(path)
     monkeypatch.undo()
     assert swapped, f"{point} was never reached"
@@ -789,32 +798,32 @@ def loose_pkl(tmp: Path, marker: Path, signer: tuple[Path, Path]) -> Any:
     path = tmp / "loose" / "evil.pkl"
     path.parent.mkdir()
     path.write_bytes(evil_pickle(marker))
-    return Policy.from_keys([signer[1]]), str(path), with_file(path, lambda f: pickle.load(f))
+    return Policy.of([signer[1]]), str(path), with_file(path, lambda f: pickle.load(f))
 
 
 def pkl_added_to_signed_model(tmp: Path, marker: Path, signer: tuple[Path, Path]) -> Any:
     path = signed_model(tmp, signer) / "extra.pkl"
     path.write_bytes(evil_pickle(marker))
-    return Policy.from_keys([signer[1]]), str(path), with_file(path, lambda f: pickle.load(f))
+    return Policy.of([signer[1]]), str(path), with_file(path, lambda f: pickle.load(f))
 
 
 def pkl_unpickler_added_to_signed_model(tmp: Path, marker: Path, signer: tuple[Path, Path]) -> Any:
     path = signed_model(tmp, signer) / "extra.pkl"
     path.write_bytes(evil_pickle(marker))
     load = with_file(path, lambda f: pickle.Unpickler(f).load())
-    return Policy.from_keys([signer[1]]), str(path), load
+    return Policy.of([signer[1]]), str(path), load
 
 
 def bytesio_unsigned_pt(tmp: Path, marker: Path, signer: tuple[Path, Path]) -> Any:
     data = evil_pt(marker)
     load = lambda: torch.load(io.BytesIO(data), weights_only=False)  # noqa: E731
-    return Policy.from_keys([signer[1]]), "BytesIO", load
+    return Policy.of([signer[1]]), "BytesIO", load
 
 
 def bytesio_legacy_pickle(tmp: Path, marker: Path, signer: tuple[Path, Path]) -> Any:
     data = evil_pickle(marker)  # torch.load falls back to a plain pickle
     load = lambda: torch.load(io.BytesIO(data), weights_only=False)  # noqa: E731
-    return Policy.from_keys([signer[1]]), "BytesIO", load
+    return Policy.of([signer[1]]), "BytesIO", load
 
 
 def bytesio_not_in_the_explicit_bundle(tmp: Path, marker: Path, signer: tuple[Path, Path]) -> Any:
@@ -1091,20 +1100,17 @@ def test_sparse_8gib_extra_npz_is_an_extra_file_and_never_read(
 
     monkeypatch.setattr(modelsign.hashing, "_open_regular", spy)
     with raises_exactly(ExtraFileError, r"extra\.npz: extra file"):
-        modelsign.verify(model, keys=[signer[1]])
+        modelsign.verify(model, [signer[1]])
     assert str(huge) not in opened
     assert sorted(opened) == [str(model / "config.json"), str(model / "weights.pt")]
     monkeypatch.undo()
 
-    start = time.monotonic()
     result = python(LIMITED_CLI, GiB, "default", "verify", model, "--key", signer[1], "--json")
     assert result.returncode == 1, result.stderr
     error = json.loads(result.stdout)["error"]
     assert error["type"] == "ExtraFileError"
-    assert error["mismatches"] == [
-        {"kind": "extra", "name": "extra.npz", "expected": None, "actual": None}
-    ]
-    assert time.monotonic() - start < 30  # hashing 8 GiB would take far longer
+    assert error["mismatches"] == [{"kind": "extra", "name": "extra.npz"}]
+    assert bytes_read(result.stderr) < 256 * MB  # the 8 GiB file was never read
 
 
 def test_hook_refuses_an_unsigned_huge_file_without_copying_it(
@@ -1126,7 +1132,7 @@ def test_hook_refuses_an_unsigned_huge_file_without_copying_it(
         return digests, source
 
     monkeypatch.setattr(modelsign.guard.Guard, "_capture_fd", spy)
-    with modelsign.enforce(Policy.from_keys([signer[1]])):
+    with modelsign.enforce(Policy.of([signer[1]])):
         with raises_exactly(UnsignedFileError, re.escape(str(huge))):
             np.load(huge)
     assert sum(copied) < MB, f"copied {copied} bytes of a file no bundle lists"

@@ -953,10 +953,10 @@ CASES = [
 def test_hostile_bundle_is_refused(
     ctx: Ctx, expected: type[Error], mutate: Callable[[Ctx], None], match: str | None
 ) -> None:
-    modelsign.verify(ctx.model, keys=[ctx.public])  # the benign model verifies
+    modelsign.verify(ctx.model, [ctx.public])  # the benign model verifies
     mutate(ctx)
     with pytest.raises(Error, match=match) as info:
-        modelsign.verify(ctx.model, keys=[ctx.public])
+        modelsign.verify(ctx.model, [ctx.public])
     assert type(info.value) is expected, info.value
 
 
@@ -1045,9 +1045,9 @@ BENIGN: dict[str, Mutation] = {
 
 @pytest.mark.parametrize("case", list(BENIGN))
 def test_benign_edit_still_verifies(ctx: Ctx, case: str) -> None:
-    before = modelsign.verify(ctx.model, keys=[ctx.public])
+    before = modelsign.verify(ctx.model, [ctx.public])
     BENIGN[case](ctx)
-    after = modelsign.verify(ctx.model, keys=[ctx.public])
+    after = modelsign.verify(ctx.model, [ctx.public])
     assert after.root_digest == before.root_digest
     assert after.files == before.files
 
@@ -1057,7 +1057,7 @@ def test_untrusted_key_id_is_not_echoed_raw(ctx: Ctx) -> None:
     must not reach the terminal (they can erase the line and print 'OK')."""
     ctx.write(Bundle(KeyMaterial(hint="\x1b[2K\r\x1b[32mverified\x1b[0m"), ctx.bundle().envelope))
     with pytest.raises(UntrustedSignerError) as info:
-        modelsign.verify(ctx.model, keys=[ctx.public])
+        modelsign.verify(ctx.model, [ctx.public])
     assert "\x1b" not in info.value.diagnostics()
     assert "\r" not in info.value.diagnostics()
 
@@ -1081,7 +1081,7 @@ def test_bundle_over_the_limit_is_refused_before_decoding(ctx: Ctx, content: byt
     size = ctx.sig.stat().st_size
     assert size > 1000
     with pytest.raises(BundleTooLargeError, match=f"{size} bytes, over the limit of 1000") as info:
-        modelsign.verify(ctx.model, keys=[ctx.public], max_bundle_bytes=1000)
+        modelsign.verify(ctx.model, [ctx.public], max_bundle_bytes=1000)
     assert type(info.value) is BundleTooLargeError
     with pytest.raises(BundleTooLargeError):
         Bundle.from_bytes(ctx.sig.read_bytes(), max_bytes=1000)
@@ -1089,9 +1089,9 @@ def test_bundle_over_the_limit_is_refused_before_decoding(ctx: Ctx, content: byt
 
 def test_bundle_size_limit_is_inclusive(ctx: Ctx) -> None:
     size = ctx.sig.stat().st_size
-    modelsign.verify(ctx.model, keys=[ctx.public], max_bundle_bytes=size)
+    modelsign.verify(ctx.model, [ctx.public], max_bundle_bytes=size)
     with pytest.raises(BundleTooLargeError):
-        modelsign.verify(ctx.model, keys=[ctx.public], max_bundle_bytes=size - 1)
+        modelsign.verify(ctx.model, [ctx.public], max_bundle_bytes=size - 1)
 
 
 # --------------------------------------------------------------------------
@@ -1108,14 +1108,14 @@ def test_same_key_twice_is_one_trusted_key(
     shutil.copyfile(p, copy)
     crlf = tmp_path / "crlf.pub"
     crlf.write_bytes(p.read_bytes().replace(b"\n", b"\r\n") + b"\r\n")
-    assert len(Policy.from_keys([p, p]).keys) == 1
-    assert len(Policy.from_keys([p, copy]).keys) == 1
-    assert len(Policy.from_keys([p, copy, crlf]).keys) == 1
-    assert len(Policy.from_keys([p, copy, other_keypair[1]]).keys) == 2
+    assert len(Policy.of([p, p]).keys) == 1
+    assert len(Policy.of([p, copy]).keys) == 1
+    assert len(Policy.of([p, copy, crlf]).keys) == 1
+    assert len(Policy.of([p, copy, other_keypair[1]]).keys) == 2
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text(f'[trust]\nkeys = ["{p}", "{copy}", "{crlf}"]\n')
     assert len(Policy.load(policy_file).keys) == 1
-    assert modelsign.verify(ctx.model, keys=[p, copy, crlf]).key_id == ctx.key_id(p)
+    assert modelsign.verify(ctx.model, [p, copy, crlf]).signed_by.key_id == ctx.key_id(p)
 
 
 # --------------------------------------------------------------------------
@@ -1231,7 +1231,7 @@ def signed(keypair: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory)
     return Signed(
         result.signature.read_bytes(),
         result.manifest,
-        Policy.from_keys([keypair[1]]),
+        Policy.of([keypair[1]]),
         keys.load_private_key(keypair[0]),
     )
 

@@ -577,7 +577,7 @@ def test_tampered_model_is_refused(
         needles = tuple(str(model / n) if case.error is UnsafeModelError else n for n in case.names)
         assert_cli_rejects(model, keypair[1], case.error, needles)
     with pytest.raises(VerificationError) as caught:
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
     error = caught.value
     assert type(error) is case.error, error
 
@@ -619,7 +619,7 @@ def test_forged_bundle_path_is_refused(
     if case.cli:
         assert_cli_rejects(model, keypair[1], MalformedBundleError, (str(signature),))
     with pytest.raises(MalformedBundleError) as caught:
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
     assert type(caught.value) is MalformedBundleError
     message = str(caught.value)
     assert message.startswith(f"{signature}: "), message
@@ -639,7 +639,7 @@ def test_forger_control_valid_names_verify(
     forge(signature, keypair[0], {"config.json": "renamed/config.json"})
     (model / "renamed").mkdir()
     os.rename(model / "config.json", model / "renamed" / "config.json")
-    result = modelsign.verify(model, keys=[keypair[1]])
+    result = modelsign.verify(model, [keypair[1]])
     assert "renamed/config.json" in result.files
 
 
@@ -651,7 +651,7 @@ def test_default_ignores_are_recorded_and_excuse_git(
     sign(model, keypair[0], monkeypatch, git=True)
     add_file(".git/config")(model, model)
     add_file(".github/workflows/release.yml")(model, model)
-    modelsign.verify(model, keys=[keypair[1]])
+    modelsign.verify(model, [keypair[1]])
 
 
 def test_signing_an_empty_directory_is_refused(tmp_path: Path, keypair: KeyPair) -> None:

@@ -19,8 +19,8 @@ import torch
 import modelsign
 from modelsign.errors import DigestMismatchError, UntrustedSignerError, UsageError
 from modelsign.inspecting import inspect_bundle
-from modelsign.policy import SigstoreTrust
-from modelsign.signing import SigstoreSigning
+from modelsign.policy import SigstoreIdentity
+from modelsign.signing import SigstoreSigner
 from tests.conftest import flip_byte
 from tests.fakesigstore import FakeSigstore, fake_sigstore
 
@@ -58,16 +58,16 @@ def model(tmp_path: Path) -> Path:
 def _sign(model: Path, fake: FakeSigstore, identity: str = ALICE) -> Path:
     result = modelsign.sign(
         model,
-        sigstore=SigstoreSigning(
-            identity_token=fake.token(identity), trust_config=fake.trust_config_path
-        ),
+        SigstoreSigner(identity_token=fake.token(identity), trust_config=fake.trust_config_path),
     )
-    assert result.method == "sigstore"
+    assert result.signed_by.method == "sigstore"
     return result.signature
 
 
-def _trust(fake: FakeSigstore, identity: str = ALICE, issuer: str | None = None) -> SigstoreTrust:
-    return SigstoreTrust(identity, issuer or fake.issuer, trust_root=fake.trusted_root_path)
+def _trust(
+    fake: FakeSigstore, identity: str = ALICE, issuer: str | None = None
+) -> SigstoreIdentity:
+    return SigstoreIdentity(identity, issuer or fake.issuer, trust_root=fake.trusted_root_path)
 
 
 def test_keyless_round_trip(model: Path, fake: FakeSigstore) -> None:
@@ -76,9 +76,9 @@ def test_keyless_round_trip(model: Path, fake: FakeSigstore) -> None:
     material = doc["verificationMaterial"]
     assert "certificate" in material
     assert material["tlogEntries"]
-    result = modelsign.verify(model, sigstore=[_trust(fake)])
-    assert result.signer.identity == ALICE
-    assert result.signer.trust_root == str(fake.trusted_root_path)
+    result = modelsign.verify(model, [_trust(fake)])
+    assert result.signed_by.identity == ALICE
+    assert result.signed_by.trust_root == str(fake.trusted_root_path)
     assert result.files == ("config.json", "weights.pt")
     # The payload is the same statement the key method signs.
     key_payload = modelsign.signing.build_manifest(
@@ -95,22 +95,22 @@ def test_keyless_round_trip(model: Path, fake: FakeSigstore) -> None:
 def test_keyless_refused_for_another_identity_or_issuer(model: Path, fake: FakeSigstore) -> None:
     _sign(model, fake)
     with pytest.raises(UntrustedSignerError, match="alice@example.com.*not trusted"):
-        modelsign.verify(model, sigstore=[_trust(fake, "mallory@example.com")])
+        modelsign.verify(model, [_trust(fake, "mallory@example.com")])
     with pytest.raises(UntrustedSignerError, match="not trusted"):
-        modelsign.verify(model, sigstore=[_trust(fake, issuer="https://accounts.google.com")])
+        modelsign.verify(model, [_trust(fake, issuer="https://accounts.google.com")])
 
 
 def test_keyless_refused_under_the_production_root(model: Path, fake: FakeSigstore) -> None:
     _sign(model, fake)
     with pytest.raises(UntrustedSignerError, match="tuf-repo-cdn.sigstore.dev"):
-        modelsign.verify(model, sigstore=[SigstoreTrust(ALICE, fake.issuer, "production")])
+        modelsign.verify(model, [SigstoreIdentity(ALICE, fake.issuer, "production")])
 
 
 def test_keyless_tampered_file(model: Path, fake: FakeSigstore) -> None:
     _sign(model, fake)
     (model / "config.json").write_text('{"layers": 2}')
     with pytest.raises(DigestMismatchError, match="config.json"):
-        modelsign.verify(model, sigstore=[_trust(fake)])
+        modelsign.verify(model, [_trust(fake)])
 
 
 def test_keyless_through_the_loader_hook(model: Path, fake: FakeSigstore, tmp_path: Path) -> None:
@@ -197,7 +197,7 @@ def test_keyless_needs_an_identity_token(
     for var in ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "GITHUB_ACTIONS"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(UsageError, match="no identity token"):
-        modelsign.sign(model, sigstore=SigstoreSigning(trust_config=fake.trust_config_path))
+        modelsign.sign(model, SigstoreSigner(trust_config=fake.trust_config_path))
     assert not (model / "model.sig").exists()
 
 

@@ -148,7 +148,7 @@ def test_every_file_is_counted_once_when_signing_and_verifying(
             if run == "sign":
                 modelsign.sign(model, keypair[0], shard_size=shard_size, progress=reporter)
             else:
-                modelsign.verify(model, keys=[keypair[1]], progress=reporter)
+                modelsign.verify(model, [keypair[1]], progress=reporter)
             assert (reporter.files, reporter.files_total) == (5, 5)
             assert (reporter.bytes, reporter.bytes_total) == (total, total)
             assert reporter.bar is not None

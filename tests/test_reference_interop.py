@@ -240,13 +240,13 @@ def test_modelsign_verifies_reference_bundle(
     reference_signed: SignedModel, keypair: KeyPair
 ) -> None:
     result = modelsign.verify(
-        reference_signed.model, keys=[keypair.public], signature=reference_signed.signature
+        reference_signed.model, [keypair.public], signature=reference_signed.signature
     )
     public = keypair.key.public_key()
-    assert result.method == "key"
-    assert result.key_id == public.key_id
-    assert result.algorithm == public.algorithm
-    assert result.hash_type == "sha256"
+    assert result.signed_by.method == "key"
+    assert result.signed_by.key_id == public.key_id
+    assert result.signed_by.algorithm == public.algorithm
+    assert result.manifest.serialization.hash_type == "sha256"
     assert result.files == ("config.json", "model.pt", "tokenizer/vocab.txt")
     subject = _statement(reference_signed.signature)["subject"]
     assert isinstance(subject, list)
@@ -256,7 +256,7 @@ def test_modelsign_verifies_reference_bundle(
 def test_modelsign_verifies_reference_bundle_at_default_path(
     reference_signed: SignedModel, keypair: KeyPair
 ) -> None:
-    result = modelsign.verify(reference_signed.model, keys=[keypair.public])
+    result = modelsign.verify(reference_signed.model, [keypair.public])
     assert result.signature == reference_signed.signature
 
 
@@ -270,7 +270,7 @@ def test_modelsign_rejects_tampered_reference_model(
     assert expected != actual
 
     with pytest.raises(DigestMismatchError) as excinfo:
-        modelsign.verify(copy.model, keys=[keypair.public], signature=copy.signature)
+        modelsign.verify(copy.model, [keypair.public], signature=copy.signature)
     message = str(excinfo.value)
     assert "model.pt" in message
     assert expected in message

@@ -182,7 +182,7 @@ class Signed:
         return default_signature_path(self.model)
 
     def verify(self, **kwargs: Any) -> modelsign.VerifiedModel:
-        return modelsign.verify(self.model, keys=[self.public], **kwargs)
+        return modelsign.verify(self.model, [self.public], **kwargs)
 
     def resign(self, mutate: Callable[[Statement], object], *, fix_root: bool = True) -> None:
         resign(self.sig, self.private, mutate, fix_root=fix_root)
@@ -332,9 +332,9 @@ def test_round_trip_api(tmp_path: Path, keypair: tuple[Path, Path], hash_type: s
         "digest": {"sha256": sha256_of_digests([d for _, d in want])},
     }
 
-    result = modelsign.verify(model, keys=[keypair[1]])
+    result = modelsign.verify(model, [keypair[1]])
     assert result.files == tuple(sorted(LAYOUT))
-    assert result.hash_type == hash_type
+    assert result.manifest.serialization.hash_type == hash_type
     assert result.root_digest == subject["digest"]["sha256"]
     assert result.manifest.serialization == Serialization.sharded(
         SHARD, hash_type=hash_type, ignore_paths=tuple(sorted([*DEFAULT_IGNORES, "model.sig"]))
@@ -373,7 +373,7 @@ def test_single_file_model(
     assert [r["digest"] for r in resources] == [d for _, d in expected_shards({".": data}, SHARD)]
     assert all("annotations" not in r for r in resources)
     assert statement["subject"][0]["name"] == "weights.bin"
-    result = modelsign.verify(model, keys=[keypair[1]])
+    result = modelsign.verify(model, [keypair[1]])
     assert result.files == (".",)
     assert result.model_name == "weights.bin"
 
@@ -389,7 +389,7 @@ def test_single_file_model_changed_shard_is_named(
     after = digest("sha256", model.read_bytes()[16:32])
     refused(
         DigestMismatchError,
-        lambda: modelsign.verify(model, keys=[keypair[1]]),
+        lambda: modelsign.verify(model, [keypair[1]]),
         [f".:16:32: digest mismatch: expected {before}, actual {after}"],
         model,
     )
@@ -408,14 +408,14 @@ def test_single_file_bundle_naming_the_file_by_name_verifies(
             r["name"] = "weights.bin" + r["name"][1:]
 
     resign(signed.signature, keypair[0], by_file_name)
-    result = modelsign.verify(model, keys=[keypair[1]])
+    result = modelsign.verify(model, [keypair[1]])
     assert result.files == ("weights.bin",)
     before = digest("sha256", model.read_bytes()[0:16])
     flip_byte(model, 0)
     after = digest("sha256", model.read_bytes()[0:16])
     refused(
         DigestMismatchError,
-        lambda: modelsign.verify(model, keys=[keypair[1]]),
+        lambda: modelsign.verify(model, [keypair[1]]),
         [f"weights.bin:0:16: digest mismatch: expected {before}, actual {after}"],
         model,
     )
@@ -430,7 +430,7 @@ def test_single_file_with_a_colon_in_its_name_signs_in_shard_mode(
     modelsign.sign(model, keypair[0], shard_size=SHARD)
     names = [r["name"] for r in statement_of(tmp_path / "a:b.bin.sig")["predicate"]["resources"]]
     assert names == [".:0:16", ".:16:32", ".:32:40"]
-    assert modelsign.verify(model, keys=[keypair[1]]).files == (".",)
+    assert modelsign.verify(model, [keypair[1]]).files == (".",)
 
 
 @pytest.mark.parametrize("single", [False, True], ids=["directory", "single file"])
@@ -466,8 +466,9 @@ def test_api_refuses_a_shard_size_that_is_not_positive(
     assert type(info.value) is UsageError
     assert (
         str(info.value)
-        == f"the shard size must be a number of bytes from 1 to {2**63 - 1}, not {bad!r}"
+        == f"shard_size={bad!r}: the shard size must be a number of bytes from 1 to {2**63 - 1}"
     )
+    assert info.value.parameter == "shard_size"
     assert leftovers(model) == []
 
 
@@ -481,7 +482,7 @@ def test_more_than_max_shards_is_refused_before_hashing(
         modelsign.sign(model, keypair[0], shard_size=1, progress=progress)
     assert type(info.value) is UsageError
     assert str(info.value) == (
-        f"--shard-size 1 cuts {model} into {MAX_SHARDS + 1} shards, more than {MAX_SHARDS}: "
+        f"shard_size=1 cuts {model} into {MAX_SHARDS + 1} shards, more than {MAX_SHARDS}: "
         "choose a larger shard size"
     )
     assert progress.started == []
@@ -518,7 +519,7 @@ def test_round_trip_cli(tmp_path: Path, ed_keypair: tuple[Path, Path], size_arg:
     assert result.returncode == 0, result.stderr
     assert f"verified {model}: 4 files match the signature" in result.stdout
     # The API verifies what the CLI signed.
-    assert modelsign.verify(model, keys=[ed_keypair[1]]).files == (
+    assert modelsign.verify(model, [ed_keypair[1]]).files == (
         "big.bin",
         "e",
         "one.bin",
@@ -537,7 +538,13 @@ def test_round_trip_cli(tmp_path: Path, ed_keypair: tuple[Path, Path], size_arg:
     doc = json.loads(result.stdout)
     assert doc["error"]["type"] == "DigestMismatchError"
     assert doc["error"]["mismatches"] == [
-        {"kind": "digest", "name": "big.bin:1024:2048", "expected": before, "actual": after}
+        {
+            "kind": "digest",
+            "name": "big.bin",
+            "shard": {"start": 1024, "end": 2048},
+            "expected": before,
+            "actual": after,
+        }
     ]
 
 
@@ -581,9 +588,10 @@ def test_one_changed_byte_names_only_its_shard(
         signed.model,
     )
     (m,) = err.mismatches
-    assert (m.kind, m.name, m.expected, m.actual) == (
+    assert (m.kind, m.name, m.shard, m.expected, m.actual) == (
         "digest",
-        f"big.bin:{start}:{end}",
+        "big.bin",
+        (start, end),
         before,
         after,
     )
@@ -775,7 +783,7 @@ def test_tiny_shard_size_against_a_large_file_is_a_size_mismatch_without_hashing
     progress = Recorder()
     refused(
         DigestMismatchError,
-        lambda: modelsign.verify(model, keys=[keypair[1]], progress=progress),
+        lambda: modelsign.verify(model, [keypair[1]], progress=progress),
         [_size(name, 3, 8 * 1024 * 1024)],
         model,
     )
@@ -818,7 +826,7 @@ def test_colon_in_a_path_is_refused_in_shard_mode_only(
     assert leftovers(model) == []  # no bundle, no temporary file
     # Files serialization names it as it is.
     modelsign.sign(model, keypair[0])
-    result = modelsign.verify(model, keys=[keypair[1]])
+    result = modelsign.verify(model, [keypair[1]])
     assert result.manifest.serialization.method == "files"
     assert name in result.files
 
@@ -1271,7 +1279,7 @@ def test_modelsign_verifies_model_signing_shard_bundle(
     assert {r["algorithm"] for r in resources} <= {"sha256", "sha256-sharded-64"}
     assert sorted((r["name"], r["digest"]) for r in resources) == sorted(expected_shards(files, 64))
 
-    result = modelsign.verify(model, keys=[p256[1]])
+    result = modelsign.verify(model, [p256[1]])
     ser = result.manifest.serialization
     assert (ser.method, ser.shard_size, type(ser.shard_size)) == ("shards", 64, int)
     assert result.files == ("config.json", "model.bin", "sub/vocab.txt")
@@ -1282,7 +1290,7 @@ def test_modelsign_verifies_model_signing_shard_bundle(
     after = digest("sha256", (model / "model.bin").read_bytes()[64:128])
     refused(
         DigestMismatchError,
-        lambda: modelsign.verify(model, keys=[p256[1]]),
+        lambda: modelsign.verify(model, [p256[1]]),
         [f"model.bin:64:128: digest mismatch: expected {before}, actual {after}"],
         model,
     )
@@ -1296,11 +1304,11 @@ def test_modelsign_verifies_model_signing_single_file_shard_bundle(
     signature = reference_sign(reference, model, p256[0], 64)
     names = [r["name"] for r in statement_of(signature)["predicate"]["resources"]]
     assert names == [".:0:64", ".:64:128", ".:128:150"]
-    assert modelsign.verify(model, keys=[p256[1]]).files == (".",)
+    assert modelsign.verify(model, [p256[1]]).files == (".",)
     _truncate("w.bin", 149)(tmp_path)
     refused(
         DigestMismatchError,
-        lambda: modelsign.verify(model, keys=[p256[1]]),
+        lambda: modelsign.verify(model, [p256[1]]),
         [_size(".", 150, 149)],
         model,
     )
@@ -1316,7 +1324,7 @@ def test_model_signing_leaves_empty_files_unsigned_and_modelsign_reports_them(
     assert not any(n.startswith("empty") for n in names)
     refused(
         ExtraFileError,
-        lambda: modelsign.verify(model, keys=[p256[1]]),
+        lambda: modelsign.verify(model, [p256[1]]),
         [_extra("empty")],
         model,
     )
@@ -1335,7 +1343,7 @@ def test_model_signing_1_1_1_refuses_modelsign_conformant_shard_bundle(
     with pytest.raises(ValueError, match=r"Hash mismatch for 'config\.json:0:30'") as info:
         verifier.verify(model, model / "model.sig")
     assert "algorithm='sha256-sharded-64'" in str(info.value)
-    modelsign.verify(model, keys=[p256[1]])  # while modelsign verifies it
+    modelsign.verify(model, [p256[1]])  # while modelsign verifies it
 
 
 # --------------------------------------------------------------------------
@@ -1373,7 +1381,7 @@ def test_hook_loads_a_shard_signed_checkpoint(
 ) -> None:
     torch = _torch()
     path, state = shard_checkpoint
-    with hooks.enforce(Policy.from_keys([keypair[1]])):
+    with hooks.enforce(Policy.of([keypair[1]])):
         assert _same(torch.load(path, mmap=mmap), state)
         with open(path, "rb") as f:
             assert _same(torch.load(f, mmap=mmap), state)
@@ -1387,7 +1395,7 @@ def test_hook_refuses_a_changed_byte_in_a_shard_signed_checkpoint(
     path, _ = shard_checkpoint
     original = path.read_bytes()
     flip_byte(path, 600)
-    with hooks.enforce(Policy.from_keys([keypair[1]])), pytest.raises(Error) as info:
+    with hooks.enforce(Policy.of([keypair[1]])), pytest.raises(Error) as info:
         torch.load(path, mmap=mmap)
     err = info.value
     assert type(err) is FileDigestMismatchError
@@ -1430,7 +1438,7 @@ def test_hook_vouches_for_an_empty_file_listed_in_empty_files(
 ) -> None:
     path, _ = shard_checkpoint
     empty = path.parent / "empty"
-    guard = modelsign.guard.Guard(Policy.from_keys([keypair[1]]))
+    guard = modelsign.guard.Guard(Policy.of([keypair[1]]))
     with guard.open_path(empty) as source:
         assert source.data == b""
     empty.write_bytes(b"abc")
@@ -1458,7 +1466,7 @@ def test_hook_large_shard_signed_checkpoint_goes_through_a_sealed_memfd(
     torch.save(state, path)
     assert path.stat().st_size >= modelsign.guard.MEMFD_THRESHOLD
     modelsign.sign(model, keypair[0], shard_size=mib)
-    policy = Policy.from_keys([keypair[1]])
+    policy = Policy.of([keypair[1]])
 
     guard = modelsign.guard.Guard(policy)
     with guard.open_path(path) as source:
@@ -1499,8 +1507,8 @@ def test_hook_single_file_shard_bundle_beside_the_file(
     path = tmp_path / "ckpt.pt"
     torch.save(state, path)
     modelsign.sign(path, keypair[0], shard_size=size)
-    assert modelsign.verify(path, keys=[keypair[1]]).files == (".",)
-    with hooks.enforce(Policy.from_keys([keypair[1]])):
+    assert modelsign.verify(path, [keypair[1]]).files == (".",)
+    with hooks.enforce(Policy.of([keypair[1]])):
         assert _same(torch.load(path), state)
         flip_byte(path, 600)
         with pytest.raises(Error) as info:
@@ -1518,7 +1526,7 @@ def test_hook_tiny_shard_size_against_a_larger_file_is_refused_by_size(
     target.write_bytes(b"abc")
     modelsign.sign(model, keypair[0], shard_size=1)
     target.write_bytes(bytes(256 * 1024))
-    guard = modelsign.guard.Guard(Policy.from_keys([keypair[1]]))
+    guard = modelsign.guard.Guard(Policy.of([keypair[1]]))
     with pytest.raises(Error) as info:
         guard.open_path(target)
     assert type(info.value) is FileDigestMismatchError
@@ -1550,7 +1558,7 @@ def test_a_large_shard_size_signs_and_verifies(tmp_path: Path, keypair: tuple[Pa
     files = write_model(model, {"a": 3, "b": 0})
     largest = modelsign.signing.MAX_SHARD_SIZE
     modelsign.sign(model, keypair[0], shard_size=largest)
-    result = modelsign.verify(model, keys=[keypair[1]])
+    result = modelsign.verify(model, [keypair[1]])
     assert result.manifest.serialization.shard_size == largest
     assert [(r.name, r.digest) for r in result.manifest.resources] == expected_shards(
         files, largest
@@ -1588,7 +1596,7 @@ def test_a_file_replaced_between_its_shards_is_refused(
 
     monkeypatch.setattr(verifying_module, "display_name", swap_after_first_shard)
     with pytest.raises(UnsafeModelError) as info:
-        modelsign.verify(model, keys=[keypair[1]], workers=1)
+        modelsign.verify(model, [keypair[1]], workers=1)
     assert calls["n"] >= 2
     assert str(w) in str(info.value)
     assert "while being hashed" in str(info.value)
@@ -1622,7 +1630,7 @@ def test_short_reads_of_a_small_file_are_read_to_the_end(
     modelsign.sign(model, keypair[0])
     flip_byte(model, 90_000)  # in the tail, far past the first short read
     with pytest.raises(DigestMismatchError) as info:
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
     assert "digest mismatch" in str(info.value)
 
 
@@ -1644,11 +1652,11 @@ def test_member_annotations_on_a_shard_are_ignored(
         ]
 
     resign(signed_.signature, keypair[0], add_members)
-    modelsign.verify(model, keys=[keypair[1]])
+    modelsign.verify(model, [keypair[1]])
     (model / "w.bin").write_bytes(b"B" + b"A" * 39)
     with pytest.raises(DigestMismatchError) as info:
-        modelsign.verify(model, keys=[keypair[1]])
-    assert [m.name for m in info.value.mismatches] == ["w.bin:0:16"]
+        modelsign.verify(model, [keypair[1]])
+    assert [(m.name, m.shard) for m in info.value.mismatches] == [("w.bin", (0, 16))]
     result = cli("verify", model, "--key", keypair[1], "-q")
     assert result.returncode == 1, result.stderr
 
@@ -1663,12 +1671,17 @@ def test_a_rewritten_file_lists_ten_shards_and_counts_the_rest(
     modelsign.sign(model, keypair[0], shard_size=16)
     w.write_bytes(content("other", 30 * 16))
     with pytest.raises(DigestMismatchError) as info:
-        modelsign.verify(model, keys=[keypair[1]])
-    names = [m.name for m in info.value.mismatches]
-    assert names == ["w.bin", *sorted(f"w.bin:{16 * i}:{16 * i + 16}" for i in range(10))]
+        modelsign.verify(model, [keypair[1]])
+    listed = [(m.kind, m.name, m.shard) for m in info.value.mismatches]
+    assert listed == [
+        *(("digest", "w.bin", (16 * i, 16 * i + 16)) for i in range(10)),
+        ("shards", "w.bin", None),
+    ]
+    summary = info.value.mismatches[-1]
+    assert (summary.shards, summary.differing) == (30, 30)
     assert (
         "w.bin: shards mismatch: expected 30 shards as signed, actual 30 of them differ "
-        "(the first 10 listed)" in str(info.value)
+        "(the first listed above)" in str(info.value)
     )
 
 

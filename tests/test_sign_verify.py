@@ -45,9 +45,9 @@ def test_round_trip_directory(make_model: MakeModel, keypair: tuple[Path, Path])
     model = make_model()
     signed = modelsign.sign(model, keypair[0])
     assert signed.signature == model / "model.sig"
-    result = modelsign.verify(model, keys=[keypair[1]])
+    result = modelsign.verify(model, [keypair[1]])
     assert result.files == ("config.json", "model.pt", "tokenizer/vocab.txt")
-    assert result.key_id == keys.load_public_key(keypair[1]).key_id
+    assert result.signed_by.key_id == keys.load_public_key(keypair[1]).key_id
     assert result.model_name == "model"
     assert result.manifest.digests()["model.pt"] == sha256(model / "model.pt")
 
@@ -57,7 +57,7 @@ def test_round_trip_single_file(tmp_path: Path, keypair: tuple[Path, Path]) -> N
     write_torch_model(model)
     signed = modelsign.sign(model, keypair[0])
     assert signed.signature == tmp_path / "weights.pt.sig"
-    result = modelsign.verify(model, keys=[keypair[1]])
+    result = modelsign.verify(model, [keypair[1]])
     assert result.files == (".",)
     assert result.model_name == "weights.pt"
     assert result.manifest.resources[0].digest == sha256(model)
@@ -69,7 +69,7 @@ def test_resources_are_sorted_by_code_point(tmp_path: Path, keypair: tuple[Path,
     for name in ["b", "a", "é", "z", "_", "Ab"]:
         (model / name).write_text(name)
     modelsign.sign(model, keypair[0])
-    names = [r.name for r in modelsign.verify(model, keys=[keypair[1]]).manifest.resources]
+    names = [r.name for r in modelsign.verify(model, [keypair[1]]).manifest.resources]
     assert names == sorted(names)
     assert names == ["Ab", "_", "a", "b", "z", "é"]
 
@@ -109,7 +109,7 @@ def test_every_mismatch_is_reported_at_once(
     (model / "tokenizer" / "vocab.txt").unlink()
     (model / "extra.py").write_text("import os\n")
     with pytest.raises(ModelMismatchError) as info:
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
     err = info.value
     assert type(err) is ModelMismatchError  # several kinds: the common class
     assert [(m.kind, m.name) for m in err.mismatches] == [
@@ -136,7 +136,7 @@ def test_digest_mismatch_names_file_and_both_digests(
         DigestMismatchError,
         match=f"config.json: digest mismatch: expected {expected}, actual {actual}",
     ):
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
 
 
 def test_missing_file(make_model: MakeModel, keypair: tuple[Path, Path]) -> None:
@@ -147,7 +147,7 @@ def test_missing_file(make_model: MakeModel, keypair: tuple[Path, Path]) -> None
     with pytest.raises(
         MissingFileError, match=f"config.json: missing: signed with digest {digest}"
     ):
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
 
 
 @pytest.mark.parametrize("extra", ["new.bin", ".hidden", "tokenizer/merges.txt"])
@@ -156,7 +156,7 @@ def test_extra_file(make_model: MakeModel, keypair: tuple[Path, Path], extra: st
     modelsign.sign(model, keypair[0])
     (model / extra).write_text("surprise")
     with pytest.raises(ExtraFileError, match=f"{extra}: extra file"):
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
 
 
 def test_extra_file_under_git_is_ignored_only_because_the_signer_recorded_it(
@@ -167,7 +167,7 @@ def test_extra_file_under_git_is_ignored_only_because_the_signer_recorded_it(
     assert ".git" in signed.manifest.serialization.ignore_paths
     (model / ".git").mkdir()
     (model / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    modelsign.verify(model, keys=[keypair[1]])
+    modelsign.verify(model, [keypair[1]])
 
 
 def test_renamed_file(make_model: MakeModel, keypair: tuple[Path, Path]) -> None:
@@ -175,7 +175,7 @@ def test_renamed_file(make_model: MakeModel, keypair: tuple[Path, Path]) -> None
     modelsign.sign(model, keypair[0])
     (model / "config.json").rename(model / "config2.json")
     with pytest.raises(ModelMismatchError) as info:
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
     assert {(m.kind, m.name) for m in info.value.mismatches} == {
         ("missing", "config.json"),
         ("extra", "config2.json"),
@@ -191,7 +191,7 @@ def test_ignore_paths_are_recorded_and_honoured(
     assert "notes.txt" in signed.manifest.serialization.ignore_paths
     assert "notes.txt" not in signed.manifest.digests()
     (model / "notes.txt").write_text("changed, still fine: the signer excluded it")
-    modelsign.verify(model, keys=[keypair[1]])
+    modelsign.verify(model, [keypair[1]])
 
 
 def test_verify_time_ignore_path_only_excuses_extra_files(
@@ -200,10 +200,10 @@ def test_verify_time_ignore_path_only_excuses_extra_files(
     model = make_model()
     modelsign.sign(model, keypair[0])
     (model / "local.log").write_text("log")
-    modelsign.verify(model, keys=[keypair[1]], ignore_paths=["local.log"])
+    modelsign.verify(model, [keypair[1]], ignore_paths=["local.log"])
     # Ignoring a signed file does not skip its check: it is then missing.
     with pytest.raises(MissingFileError, match="config.json"):
-        modelsign.verify(model, keys=[keypair[1]], ignore_paths=["config.json", "local.log"])
+        modelsign.verify(model, [keypair[1]], ignore_paths=["config.json", "local.log"])
 
 
 @pytest.mark.parametrize("hash_type", ["sha256", "blake2b", "blake3"])
@@ -211,10 +211,10 @@ def test_hash_types(make_model: MakeModel, keypair: tuple[Path, Path], hash_type
     model = make_model()
     manifest = modelsign.sign(model, keypair[0], hash_type=hash_type).manifest
     assert {r.algorithm for r in manifest.resources} == {hash_type}
-    modelsign.verify(model, keys=[keypair[1]])
+    modelsign.verify(model, [keypair[1]])
     flip_byte(model / "model.pt")
     with pytest.raises(DigestMismatchError, match="model.pt"):
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
 
 
 def test_untrusted_key(
@@ -225,7 +225,7 @@ def test_untrusted_key(
     signer = keys.load_public_key(keypair[1]).key_id
     trusted = keys.load_public_key(other_keypair[1]).key_id
     with pytest.raises(UntrustedSignerError, match=f"signed by key '{signer}'.*{trusted}"):
-        modelsign.verify(model, keys=[other_keypair[1]])
+        modelsign.verify(model, [other_keypair[1]])
 
 
 def test_trusted_key_id_with_another_keys_signature(
@@ -239,7 +239,7 @@ def test_trusted_key_id_with_another_keys_signature(
     doc["verificationMaterial"]["publicKey"]["hint"] = trusted
     sig.write_text(json.dumps(doc))
     with pytest.raises(InvalidSignatureError, match=f"{sig}: invalid signature for key {trusted}"):
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
 
 
 def test_edited_payload_with_old_signature(
@@ -257,7 +257,7 @@ def test_edited_payload_with_old_signature(
     doc["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
     sig.write_text(json.dumps(doc))
     with pytest.raises(InvalidSignatureError, match="invalid signature"):
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
 
 
 def test_legacy_raw_bytes_material_is_accepted(
@@ -271,17 +271,18 @@ def test_legacy_raw_bytes_material_is_accepted(
     legacy = Bundle(KeyMaterial(raw_bytes=pem), bundle.envelope)
     sig.write_bytes(legacy.to_bytes())
     assert (
-        modelsign.verify(model, keys=[keypair[1]]).key_id == keys.load_public_key(keypair[1]).key_id
+        modelsign.verify(model, [keypair[1]]).signed_by.key_id
+        == keys.load_public_key(keypair[1]).key_id
     )
     # The embedded key is only a selector: it does not make itself trusted.
     with pytest.raises(UntrustedSignerError):
-        modelsign.verify(model, keys=[other_keypair[1]])
+        modelsign.verify(model, [other_keypair[1]])
 
 
 def test_missing_signature_file(make_model: MakeModel, keypair: tuple[Path, Path]) -> None:
     model = make_model()
     with pytest.raises(MissingSignatureError, match="model.sig: no signature file"):
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
 
 
 @pytest.mark.parametrize(
@@ -299,16 +300,28 @@ def test_malformed_bundle(
     model = make_model()
     (model / "model.sig").write_bytes(content)
     with pytest.raises(MalformedBundleError, match=match):
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
 
 
 def test_trust_is_never_implicit(make_model: MakeModel, keypair: tuple[Path, Path]) -> None:
     model = make_model()
     modelsign.sign(model, keypair[0])
-    with pytest.raises(ConfigError, match="no trusted key"):
-        modelsign.verify(model)
-    with pytest.raises(ConfigError, match="no trusted key"):
-        modelsign.verify(model, keys=[])
+    with pytest.raises(ConfigError, match="no trusted key") as info:
+        modelsign.verify(model, [])
+    assert info.value.parameter == "trust"
+
+
+@pytest.mark.parametrize("form", [str, Path])
+def test_a_path_as_trust_is_refused_not_iterated(
+    make_model: MakeModel, keypair: tuple[Path, Path], form: type
+) -> None:
+    """Issue 11: verify(m, keys="k.pub") iterated the string ("k: no key file")."""
+    model = make_model()
+    modelsign.sign(model, keypair[0])
+    with pytest.raises(ConfigError, match=r"trust=.*is a path: pass Policy.load\(path\)"):
+        modelsign.verify(model, form(keypair[1]))
+    assert modelsign.verify(model, [form(keypair[1])]).files
+    assert modelsign.verify(model, modelsign.load_public_key(keypair[1])).files
 
 
 def test_policy_file(make_model: MakeModel, keypair: tuple[Path, Path], tmp_path: Path) -> None:
@@ -317,8 +330,8 @@ def test_policy_file(make_model: MakeModel, keypair: tuple[Path, Path], tmp_path
     shutil.copy(keypair[1], tmp_path / "release.pub")
     policy = tmp_path / "policy.toml"
     policy.write_text('[trust]\nkeys = ["release.pub"]\n')
-    assert modelsign.verify(model, policy=policy).files
-    assert modelsign.verify(model, policy=modelsign.Policy.load(policy)).files
+    assert modelsign.verify(model, modelsign.Policy.load(str(policy))).files
+    assert modelsign.verify(model, modelsign.Policy.load(policy)).files
 
 
 @pytest.mark.parametrize(
@@ -439,7 +452,7 @@ def test_mismatching_archive_names_the_changed_member(
     )
     flip_byte(pt, start)
     with pytest.raises(DigestMismatchError) as e:
-        modelsign.verify(model, keys=[keypair[1]])
+        modelsign.verify(model, [keypair[1]])
     (mismatch,) = e.value.mismatches
     (member_line,) = mismatch.members
     assert member_line.startswith(f"member {info.filename!r}: expected {old_member}, actual ")

@@ -32,7 +32,8 @@ from modelsign.errors import (
 )
 from modelsign.guard import Guard
 from modelsign.inspecting import inspect_bundle
-from modelsign.policy import CertificateTrust, Policy
+from modelsign.policy import CertificateAuthority, Policy
+from modelsign.signing import CertificateSigner
 from tests.conftest import shared
 from tests.tsakit import TSA, dsse_signature, issue, make_tsa, set_timestamps
 
@@ -95,9 +96,7 @@ def _signed_model(tmp_path: Path, pki: dict[str, Path], leaf: str = "expired") -
     (model / "config.json").write_text("{}")
     modelsign.sign(
         model,
-        pki[f"{leaf}_key"],
-        certificate=pki[f"{leaf}_leaf"],
-        certificate_chain=[pki["chain"]],
+        CertificateSigner.from_files(pki[f"{leaf}_key"], pki[f"{leaf}_leaf"], [pki["chain"]]),
     )
     return model
 
@@ -110,12 +109,12 @@ def _stamp(model: Path, tsa: TSA, *gen_times: datetime.datetime, **kwargs: objec
     )  # type: ignore[arg-type]
 
 
-def _trust(pki: dict[str, Path], tsa: Path | None = None) -> list[CertificateTrust]:
-    return [CertificateTrust(pki["root"], ID, tsa=tsa if tsa is not None else pki["tsa"])]
+def _trust(pki: dict[str, Path], tsa: Path | None = None) -> list[CertificateAuthority]:
+    return [CertificateAuthority(pki["root"], ID, tsa=tsa if tsa is not None else pki["tsa"])]
 
 
-def _no_tsa(pki: dict[str, Path]) -> list[CertificateTrust]:
-    return [CertificateTrust(pki["root"], ID)]
+def _no_tsa(pki: dict[str, Path]) -> list[CertificateAuthority]:
+    return [CertificateAuthority(pki["root"], ID)]
 
 
 # ------------------------------------------------ the leaf, at the trusted time
@@ -126,11 +125,11 @@ def test_expired_leaf_verifies_at_the_trusted_timestamp(
 ) -> None:
     model = _signed_model(tmp_path, pki)
     _stamp(model, tsa, NOW - 45 * DAY)
-    result = modelsign.verify(model, certificates=_trust(pki))
-    assert result.signer.identity == ID
-    assert result.signer.valid_at == f"{NOW - 45 * DAY:%Y-%m-%dT%H:%M:%SZ}"
-    assert result.signer.time_source == f"earliest of 1 timestamp(s) by TSA {pki['tsa']}"
-    assert "valid at" in result.signer.describe()
+    result = modelsign.verify(model, _trust(pki))
+    assert result.signed_by.identity == ID
+    assert result.signed_by.valid_at == f"{NOW - 45 * DAY:%Y-%m-%dT%H:%M:%SZ}"
+    assert result.signed_by.time_source == f"earliest of 1 timestamp(s) by TSA {pki['tsa']}"
+    assert "valid at" in result.signed_by.describe()
 
 
 def test_without_a_tsa_the_timestamp_is_ignored_and_the_leaf_is_expired(
@@ -140,7 +139,7 @@ def test_without_a_tsa_the_timestamp_is_ignored_and_the_leaf_is_expired(
     _stamp(model, tsa, NOW - 45 * DAY)
     sig = model / "model.sig"
     with pytest.raises(UntrustedSignerError) as e:
-        modelsign.verify(model, certificates=_no_tsa(pki))
+        modelsign.verify(model, _no_tsa(pki))
     message = str(e.value)
     assert message.startswith(f"{sig}: no trusted CA vouches for it")
     assert "1 timestamp(s) ignored: no TSA trusted" in message
@@ -155,7 +154,7 @@ def test_timestamp_from_the_future_is_refused(
     model = _signed_model(tmp_path, pki, leaf="current")
     _stamp(model, tsa, NOW + DAY)
     with pytest.raises(UntrustedSignerError) as e:
-        modelsign.verify(model, certificates=_trust(pki))
+        modelsign.verify(model, _trust(pki))
     message = str(e.value)
     assert message.startswith(f"{model / 'model.sig'}: the timestamp by TSA {pki['tsa']} says ")
     assert f"{NOW + DAY:%Y-%m-%dT%H:%M:%SZ}, later than now" in message
@@ -166,7 +165,7 @@ def test_expired_leaf_with_tsa_but_no_timestamp_is_refused(
 ) -> None:
     model = _signed_model(tmp_path, pki)
     with pytest.raises(UntrustedSignerError, match="the bundle has no timestamp"):
-        modelsign.verify(model, certificates=_trust(pki))
+        modelsign.verify(model, _trust(pki))
 
 
 def test_current_leaf_without_timestamp_still_verifies(
@@ -174,7 +173,7 @@ def test_current_leaf_without_timestamp_still_verifies(
 ) -> None:
     model = _signed_model(tmp_path, pki, leaf="current")
     for trust in (_trust(pki), _no_tsa(pki)):
-        signer = modelsign.verify(model, certificates=trust).signer
+        signer = modelsign.verify(model, trust).signed_by
         assert signer.valid_at is not None
         assert signer.time_source is not None
         assert signer.time_source.startswith("verification time")
@@ -188,7 +187,7 @@ def test_gen_time_outside_the_leaf_validity_is_refused(
     _stamp(model, tsa, NOW - days_ago * DAY)
     at = f"{NOW - days_ago * DAY:%Y-%m-%dT%H:%M:%SZ}"
     with pytest.raises(UntrustedSignerError, match=f"does not verify at {at} \\(earliest of 1"):
-        modelsign.verify(model, certificates=_trust(pki))
+        modelsign.verify(model, _trust(pki))
 
 
 def test_several_timestamps_all_verify_and_the_earliest_counts(
@@ -196,13 +195,13 @@ def test_several_timestamps_all_verify_and_the_earliest_counts(
 ) -> None:
     model = _signed_model(tmp_path, pki)
     _stamp(model, tsa, NOW - 10 * DAY, NOW - 45 * DAY)  # the later one alone would be refused
-    signer = modelsign.verify(model, certificates=_trust(pki)).signer
+    signer = modelsign.verify(model, _trust(pki)).signed_by
     assert signer.valid_at == f"{NOW - 45 * DAY:%Y-%m-%dT%H:%M:%SZ}"
     sig = model / "model.sig"
     good = tsa.token(dsse_signature(sig), NOW - 45 * DAY)
     set_timestamps(sig, [good, make_tsa("Other").token(dsse_signature(sig), NOW - 44 * DAY)])
     with pytest.raises(UntrustedSignerError, match="timestamp 2 of 2"):
-        modelsign.verify(model, certificates=_trust(pki))
+        modelsign.verify(model, _trust(pki))
 
 
 # ------------------------------------------------ timestamps that must not count
@@ -218,7 +217,7 @@ def test_timestamp_over_other_bytes_is_refused(
     message = payload if over == "the DSSE payload" else b"some other signature"
     set_timestamps(sig, [tsa.token(message, NOW - 45 * DAY)])
     with pytest.raises(InvalidSignatureError) as e:
-        modelsign.verify(model, certificates=_trust(pki))
+        modelsign.verify(model, _trust(pki))
     assert str(e.value).startswith(
         f"{sig}: timestamp 1 of 1: it timestamps other bytes than the bundle's DSSE signature"
     )
@@ -230,7 +229,7 @@ def test_timestamp_by_an_untrusted_tsa_is_refused(
     model = _signed_model(tmp_path, pki)
     _stamp(model, make_tsa("Mallory TSA"), NOW - 45 * DAY)
     with pytest.raises(UntrustedSignerError) as e:
-        modelsign.verify(model, certificates=_trust(pki))
+        modelsign.verify(model, _trust(pki))
     message = str(e.value)
     assert message.startswith(f"{model / 'model.sig'}: timestamp 1 of 1: TSA")
     assert f"does not chain to the TSA roots in {pki['tsa']}" in message
@@ -244,7 +243,7 @@ def test_tsa_certificate_expired_at_gen_time_is_refused(
     _stamp(model, young, NOW - 45 * DAY)  # before the TSA's certificates were valid
     trust = _trust(pki, young.write_root(tmp_path / "young.pem"))
     with pytest.raises(UntrustedSignerError, match="at its genTime"):
-        modelsign.verify(model, certificates=trust)
+        modelsign.verify(model, trust)
 
 
 def test_tsa_certificate_without_time_stamping_usage_is_refused(
@@ -255,7 +254,7 @@ def test_tsa_certificate_without_time_stamping_usage_is_refused(
     _stamp(model, signer, NOW - 45 * DAY)
     trust = _trust(pki, signer.write_root(tmp_path / "code.pem"))
     with pytest.raises(UntrustedSignerError, match="does not chain"):
-        modelsign.verify(model, certificates=trust)
+        modelsign.verify(model, trust)
 
 
 def _gen_time_offset(token: bytes, when: datetime.datetime) -> int:
@@ -274,7 +273,7 @@ def test_token_altered_by_one_byte_is_refused(
     token[offset] ^= 0x01
     set_timestamps(sig, [bytes(token)])
     with pytest.raises(InvalidSignatureError, match="the TSA's signature does not verify"):
-        modelsign.verify(model, certificates=_trust(pki))
+        modelsign.verify(model, _trust(pki))
     trust = ["--ca", str(pki["root"]), "--identity", ID, "--tsa", str(pki["tsa"])]
     cli = subprocess.run([*CLI, "verify", str(model), *trust, "-q"], capture_output=True, text=True)
     assert cli.returncode == 1
@@ -313,10 +312,10 @@ def test_unreadable_or_refused_responses_are_malformed(
         set_timestamps(sig, [token])
         expected = f"^{re.escape(str(sig))}: timestamp 1 of 1: {reason}"
         with pytest.raises(MalformedBundleError, match=expected):
-            modelsign.verify(model, certificates=_trust(pki))
+            modelsign.verify(model, _trust(pki))
         # Without a TSA the timestamps are ignored: the current question is the leaf.
         with pytest.raises(UntrustedSignerError, match="ignored: no TSA trusted"):
-            modelsign.verify(model, certificates=_no_tsa(pki))
+            modelsign.verify(model, _no_tsa(pki))
 
 
 # ------------------------------------------------ token and TSA file variants
@@ -327,22 +326,22 @@ def test_bare_token_and_token_without_certificates(
 ) -> None:
     model = _signed_model(tmp_path, pki)
     _stamp(model, tsa, NOW - 45 * DAY, bare=True)
-    assert modelsign.verify(model, certificates=_trust(pki)).method == "certificate"
+    assert modelsign.verify(model, _trust(pki)).signed_by.method == "certificate"
     _stamp(model, tsa, NOW - 45 * DAY, include_certificate=False)
     with pytest.raises(UntrustedSignerError, match=f"neither in the token nor in {pki['tsa']}"):
-        modelsign.verify(model, certificates=_trust(pki))
+        modelsign.verify(model, _trust(pki))
     with_cert = tmp_path / "tsa-chain.pem"
     with_cert.write_bytes(_pem(tsa.cert) + tsa.root_pem())  # its own certificate, then the root
-    assert modelsign.verify(model, certificates=_trust(pki, with_cert)).method == "certificate"
+    assert modelsign.verify(model, _trust(pki, with_cert)).signed_by.method == "certificate"
 
 
 def test_tsa_file_needs_a_self_signed_root(tmp_path: Path, pki: dict[str, Path], tsa: TSA) -> None:
     only_leaf = tmp_path / "tsa-leaf.pem"
     only_leaf.write_bytes(_pem(tsa.cert))
     with pytest.raises(ConfigError, match="no self-signed root certificate"):
-        CertificateTrust(pki["root"], ID, tsa=only_leaf)
+        CertificateAuthority(pki["root"], ID, tsa=only_leaf)
     with pytest.raises(ConfigError, match="absent.pem: no TSA certificate file"):
-        CertificateTrust(pki["root"], ID, tsa=tmp_path / "absent.pem")
+        CertificateAuthority(pki["root"], ID, tsa=tmp_path / "absent.pem")
 
 
 # ------------------------------------------------ CLI and policy
@@ -358,7 +357,10 @@ def test_cli_tsa_option(tmp_path: Path, pki: dict[str, Path], tsa: TSA) -> None:
     as_json = subprocess.run(
         [*base, "--tsa", str(pki["tsa"]), "--json"], capture_output=True, text=True
     )
-    assert json.loads(as_json.stdout)["valid_at"] == f"{NOW - 45 * DAY:%Y-%m-%dT%H:%M:%SZ}"
+    assert (
+        json.loads(as_json.stdout)["signed_by"]["valid_at"]
+        == f"{NOW - 45 * DAY:%Y-%m-%dT%H:%M:%SZ}"
+    )
     expired = subprocess.run(base, capture_output=True, text=True)
     assert expired.returncode == 1
     assert "Traceback" not in expired.stderr
@@ -381,7 +383,7 @@ def test_policy_tsa_key_is_relative_to_the_policy(
     )
     loaded = Policy.load(policy)
     assert loaded.certificates[0].tsa == pki["tsa"]
-    assert modelsign.verify(model, policy=policy).signer.identity == ID
+    assert modelsign.verify(model, Policy.load(policy)).signed_by.identity == ID
     weights = model / "weights.bin"
     assert Guard(loaded).open_path(weights).data == weights.read_bytes()
     policy.write_text(policy.read_text().replace('tsa = "tsa.pem"', "tsa = 1"))
@@ -431,7 +433,7 @@ def test_malformed_timestamp_data_names_the_bundle(
     doc["verificationMaterial"]["timestampVerificationData"] = data
     sig.write_text(json.dumps(doc))
     with pytest.raises(MalformedBundleError, match=f"^{re.escape(str(sig))}: .*{reason}"):
-        modelsign.verify(model, certificates=_no_tsa(pki))
+        modelsign.verify(model, _no_tsa(pki))
 
 
 def test_empty_timestamp_data_is_no_timestamp(tmp_path: Path, pki: dict[str, Path]) -> None:
@@ -441,7 +443,7 @@ def test_empty_timestamp_data_is_no_timestamp(tmp_path: Path, pki: dict[str, Pat
         doc = json.loads(sig.read_text())
         doc["verificationMaterial"]["timestampVerificationData"] = data
         sig.write_text(json.dumps(doc))
-        signer = modelsign.verify(model, certificates=_trust(pki)).signer
+        signer = modelsign.verify(model, _trust(pki)).signed_by
         assert signer.time_source == "verification time; the bundle has no timestamp"
 
 

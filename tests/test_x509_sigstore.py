@@ -30,7 +30,8 @@ from modelsign.errors import (
 )
 from modelsign.guard import Guard
 from modelsign.inspecting import inspect_bundle
-from modelsign.policy import CertificateTrust, Policy, SigstoreTrust
+from modelsign.policy import CertificateAuthority, Policy, SigstoreIdentity
+from modelsign.signing import CertificateSigner
 from tests.conftest import flip_byte, shared
 from tests.tsakit import issue
 
@@ -124,40 +125,36 @@ def _model(tmp_path: Path) -> Path:
 
 
 def _sign_with_certificate(model: Path, pki: dict[str, Path]) -> None:
-    modelsign.sign(model, pki["key"], certificate=pki["leaf"], certificate_chain=[pki["chain"]])
+    modelsign.sign(model, CertificateSigner.from_files(pki["key"], pki["leaf"], [pki["chain"]]))
 
 
 def test_certificate_round_trip(tmp_path: Path, pki: dict[str, Path]) -> None:
     model = _model(tmp_path)
     _sign_with_certificate(model, pki)
-    trust = CertificateTrust(pki["root"], "release@corp.example")
-    result = modelsign.verify(model, certificates=[trust])
-    assert result.method == "certificate"
-    assert result.signer.identity == "release@corp.example"
+    trust = CertificateAuthority(pki["root"], "release@corp.example")
+    result = modelsign.verify(model, [trust])
+    assert result.signed_by.method == "certificate"
+    assert result.signed_by.identity == "release@corp.example"
     bundle = json.loads((model / "model.sig").read_text())
     certs = bundle["verificationMaterial"]["x509CertificateChain"]["certificates"]
     assert len(certs) == 2  # leaf first, then the intermediate
     flip_byte(model / "weights.bin")
     with pytest.raises(DigestMismatchError, match="weights.bin"):
-        modelsign.verify(model, certificates=[trust])
+        modelsign.verify(model, [trust])
 
 
 def test_certificate_identity_is_pinned(tmp_path: Path, pki: dict[str, Path]) -> None:
     model = _model(tmp_path)
     _sign_with_certificate(model, pki)
     with pytest.raises(UntrustedSignerError, match=r"release@corp\.example.*not 'mallory"):
-        modelsign.verify(
-            model, certificates=[CertificateTrust(pki["root"], "mallory@corp.example")]
-        )
+        modelsign.verify(model, [CertificateAuthority(pki["root"], "mallory@corp.example")])
 
 
 def test_certificate_needs_the_trusted_root(tmp_path: Path, pki: dict[str, Path]) -> None:
     model = _model(tmp_path)
     _sign_with_certificate(model, pki)
     with pytest.raises(UntrustedSignerError, match="chain does not verify"):
-        modelsign.verify(
-            model, certificates=[CertificateTrust(pki["other_root"], "release@corp.example")]
-        )
+        modelsign.verify(model, [CertificateAuthority(pki["other_root"], "release@corp.example")])
 
 
 def test_certificate_expired_at_verification_time(tmp_path: Path, pki: dict[str, Path]) -> None:
@@ -167,7 +164,7 @@ def test_certificate_expired_at_verification_time(tmp_path: Path, pki: dict[str,
     with pytest.raises(UntrustedSignerError, match="chain does not verify"):
         modelsign.verify(
             model,
-            certificates=[CertificateTrust(pki["root"], "release@corp.example")],
+            [CertificateAuthority(pki["root"], "release@corp.example")],
             now=later,
         )
 
@@ -177,7 +174,7 @@ def test_certificate_must_be_for_the_signing_key(
 ) -> None:
     model = _model(tmp_path)
     with pytest.raises(UsageError, match="not for the signing key"):
-        modelsign.sign(model, keypair[0], certificate=pki["leaf"], certificate_chain=[pki["chain"]])
+        CertificateSigner.from_files(keypair[0], pki["leaf"], [pki["chain"]])
     assert not (model / "model.sig").exists()
 
 
@@ -225,7 +222,7 @@ def test_certificate_policy_and_cli(tmp_path: Path, pki: dict[str, Path]) -> Non
     policy.write_text(
         f'[trust]\n[[trust.certificate]]\nca = "{pki["root"]}"\nidentity = "release@corp.example"\n'
     )
-    assert modelsign.verify(model, policy=policy).signer.identity == "release@corp.example"
+    assert modelsign.verify(model, Policy.load(policy)).signed_by.identity == "release@corp.example"
     assert (
         Guard(Policy.load(policy)).open_path(model / "weights.bin").data
         == (model / "weights.bin").read_bytes()
@@ -236,18 +233,18 @@ def test_certificate_policy_and_cli(tmp_path: Path, pki: dict[str, Path]) -> Non
 def test_reference_certificate_bundles(tmp_path: Path, folder: str) -> None:
     base = shared("oms-compat", folder)
     ca = shared("oms-compat", "keys", "ca-cert.pem")
-    trust = CertificateTrust(ca, "CN=intermediate-ca")
-    result = modelsign.verify(base, certificates=[trust], ignore_paths=["ignore-me"])
-    assert result.algorithm == "ecdsa-p384"
+    trust = CertificateAuthority(ca, "CN=intermediate-ca")
+    result = modelsign.verify(base, [trust], ignore_paths=["ignore-me"])
+    assert result.signed_by.algorithm == "ecdsa-p384"
     with pytest.raises(UntrustedSignerError, match="not 'someone-else'"):
         modelsign.verify(
-            base, certificates=[CertificateTrust(ca, "someone-else")], ignore_paths=["ignore-me"]
+            base, [CertificateAuthority(ca, "someone-else")], ignore_paths=["ignore-me"]
         )
     copy = tmp_path / folder
     shutil.copytree(base, copy)
     flip_byte(copy / "signme-2", 0)
     with pytest.raises(DigestMismatchError, match="signme-2"):
-        modelsign.verify(copy, certificates=[trust], ignore_paths=["ignore-me"])
+        modelsign.verify(copy, [trust], ignore_paths=["ignore-me"])
 
 
 def test_model_signing_verifies_a_modelsign_certificate_bundle(
@@ -275,44 +272,42 @@ SIGSTORE_VECTORS = [
 
 
 def _ibm(instance: str = "production", identity: str = IBM[0], issuer: str = IBM[1]) -> Any:
-    return [SigstoreTrust(identity, issuer, instance)]
+    return [SigstoreIdentity(identity, issuer, instance)]
 
 
 @pytest.mark.parametrize("vector", SIGSTORE_VECTORS, ids=[v[1] for v in SIGSTORE_VECTORS])
 def test_real_sigstore_bundles_verify_offline(tmp_path: Path, vector: tuple[str, str]) -> None:
     base = shared(*vector)
-    result = modelsign.verify(base, sigstore=_ibm(), ignore_paths=["ignore-me"])
-    assert result.method == "sigstore"
-    assert result.signer.identity == IBM[0]
-    assert result.signer.trust_root is not None
-    assert "tuf-repo-cdn.sigstore.dev" in result.signer.trust_root  # which root was used
+    result = modelsign.verify(base, _ibm(), ignore_paths=["ignore-me"])
+    assert result.signed_by.method == "sigstore"
+    assert result.signed_by.identity == IBM[0]
+    assert result.signed_by.trust_root is not None
+    assert "tuf-repo-cdn.sigstore.dev" in result.signed_by.trust_root  # which root was used
+    with pytest.raises(UntrustedSignerError, match="not trusted"):
+        modelsign.verify(base, _ibm(identity="mallory@example.com"), ignore_paths=["ignore-me"])
     with pytest.raises(UntrustedSignerError, match="not trusted"):
         modelsign.verify(
-            base, sigstore=_ibm(identity="mallory@example.com"), ignore_paths=["ignore-me"]
-        )
-    with pytest.raises(UntrustedSignerError, match="not trusted"):
-        modelsign.verify(
-            base, sigstore=_ibm(issuer="https://accounts.google.com"), ignore_paths=["ignore-me"]
+            base, _ibm(issuer="https://accounts.google.com"), ignore_paths=["ignore-me"]
         )
     with pytest.raises(UntrustedSignerError, match="sigstage"):
-        modelsign.verify(base, sigstore=_ibm("staging"), ignore_paths=["ignore-me"])
+        modelsign.verify(base, _ibm("staging"), ignore_paths=["ignore-me"])
     copy = tmp_path / "copy"
     shutil.copytree(base, copy)
     flip_byte(copy / "signme-1", 0)
     with pytest.raises(DigestMismatchError, match="signme-1"):
-        modelsign.verify(copy, sigstore=_ibm(), ignore_paths=["ignore-me"])
+        modelsign.verify(copy, _ibm(), ignore_paths=["ignore-me"])
 
 
 def test_broken_sigstore_vector_is_an_invalid_signature() -> None:
     base = shared("sigstore", "broken-dsse-model-signing-tampered-payload")
     with pytest.raises(InvalidSignatureError, match="invalid signature"):
-        modelsign.verify(base, sigstore=_ibm(), ignore_paths=["ignore-me"])
+        modelsign.verify(base, _ibm(), ignore_paths=["ignore-me"])
 
 
 def test_sigstore_bundle_is_not_trusted_by_a_key(keypair: tuple[Path, Path]) -> None:
     base = shared("oms-compat", "v1.1.0-sigstore")
     with pytest.raises(UntrustedSignerError, match="stefanb@us.ibm.com"):
-        modelsign.verify(base, keys=[keypair[1]], ignore_paths=["ignore-me"])
+        modelsign.verify(base, [keypair[1]], ignore_paths=["ignore-me"])
 
 
 def test_verification_with_an_explicit_root_never_opens_a_socket(
@@ -325,13 +320,13 @@ def test_verification_with_an_explicit_root_never_opens_a_socket(
 
     monkeypatch.setattr(socket, "socket", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
-    result = modelsign.verify(base, sigstore=_ibm(), ignore_paths=["ignore-me"])
-    assert result.signer.identity == IBM[0]
+    result = modelsign.verify(base, _ibm(), ignore_paths=["ignore-me"])
+    assert result.signed_by.identity == IBM[0]
 
 
 def test_empty_issuer_or_identity_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="both an identity and an issuer"):
-        SigstoreTrust(IBM[0], "")
+        SigstoreIdentity(IBM[0], "")
     policy = tmp_path / "p.toml"
     policy.write_text(f'[[trust.sigstore]]\nidentity = "{IBM[0]}"\nissuer = ""\n')
     with pytest.raises(ConfigError, match="non-empty string 'issuer'"):
@@ -351,7 +346,10 @@ def test_sigstore_policy_table_and_hook(tmp_path: Path) -> None:
     policy.write_text(
         f'[[trust.sigstore]]\nidentity = "{IBM[0]}"\nissuer = "{IBM[1]}"\ninstance = "production"\n'
     )
-    assert modelsign.verify(base, policy=policy, ignore_paths=["ignore-me"]).signer.issuer == IBM[1]
+    assert (
+        modelsign.verify(base, Policy.load(policy), ignore_paths=["ignore-me"]).signed_by.issuer
+        == IBM[1]
+    )
     guard = Guard(Policy.load(policy))
     assert guard.open_path(base / "signme-1").data == (base / "signme-1").read_bytes()
     staging = tmp_path / "s.toml"
@@ -378,4 +376,4 @@ def test_inspect_shows_the_sigstore_identity_and_log_entry() -> None:
 def test_broken_message_signature_vector_is_not_an_oms_bundle() -> None:
     base = shared("sigstore", "broken-msgsig-tampered-artifact")
     with pytest.raises(MalformedBundleError, match="no dsseEnvelope"):
-        modelsign.verify(base / "a.txt", sigstore=_ibm(), signature=base / "a.txt.sigstore.json")
+        modelsign.verify(base / "a.txt", _ibm(), signature=base / "a.txt.sigstore.json")
