@@ -109,6 +109,23 @@ class SigstoreMaterial:
         value: dict[str, Any] = json.loads(self.raw)
         return value
 
+    def log_entry(self) -> tuple[int | None, int | None]:
+        """The first transparency log entry's index and integrated time (Unix
+        seconds), as the bundle claims them (unverified); None where absent
+        (Rekor v2 entries have no integrated time)."""
+        entries = self.to_json().get("tlogEntries")
+        first = entries[0] if isinstance(entries, list) and entries else {}
+
+        def number(key: str) -> int | None:
+            value = first.get(key) if isinstance(first, dict) else None
+            text = (
+                str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+            )
+            return int(text) if text.isdecimal() and len(text) <= 20 else None
+
+        integrated = number("integratedTime")
+        return number("logIndex"), integrated or None  # 0: no integrated time
+
 
 Material = KeyMaterial | CertificateMaterial | SigstoreMaterial
 

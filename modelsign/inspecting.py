@@ -90,15 +90,12 @@ def _certificate_signer(bundle: Bundle, path: Path) -> dict[str, Any]:
             out["timestamps"] = [claimed_time(t) for t in material.timestamps]
         return out
     assert isinstance(material, SigstoreMaterial)
-    from modelsign._backends import sigstore  # noqa: PLC0415
-
     who = x509.identity_of(x509.load_der(material.certificate))
-    entry = sigstore.log_entry(bundle.raw, str(path))
-    integrated = entry["integrated_time"]
+    log_index, integrated = material.log_entry()
     return {
         "identity": who.primary,
         "issuer": who.issuer,
-        "log_index": entry["log_index"],
+        "log_index": log_index,
         "integrated_time": datetime.datetime.fromtimestamp(
             integrated, datetime.timezone.utc
         ).isoformat()

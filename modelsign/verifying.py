@@ -278,7 +278,8 @@ def _check_sigstore(
     from modelsign._backends import certificate as x509  # noqa: PLC0415
 
     try:
-        who = x509.identity_of(x509.load_der(material.certificate))
+        leaf = x509.load_der(material.certificate)
+        who = x509.identity_of(leaf)
     except x509.CertificateError as e:
         raise MalformedBundleError(f"{source}: the Fulcio certificate: {e}") from e
     claimed = f"{who.primary!r} (issuer {who.issuer})"
@@ -295,7 +296,9 @@ def _check_sigstore(
     for t in matching:
         root = sigstore.root_path(t.instance, t.trust_root)
         try:
-            payload = sigstore.verify_dsse(bundle.raw, t.identity, t.issuer, root, source)
+            payload = sigstore.verify_dsse(
+                bundle.raw, bundle.envelope, leaf.public_key(), t.identity, t.issuer, root, source
+            )
         except (UntrustedSignerError, InvalidSignatureError) as e:
             failure = failure or e
             continue

@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import sigstore
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from sigstore import dsse
 from sigstore.errors import Error as SigstoreError
+from sigstore.errors import VerificationError as SigstoreVerificationError
 from sigstore.models import Bundle as SigstoreBundle
 from sigstore.models import ClientTrustConfig, TrustedRoot
 from sigstore.oidc import IdentityToken, Issuer, detect_credential
@@ -21,6 +25,7 @@ from sigstore.sign import SigningContext
 from sigstore.verify import Verifier
 from sigstore.verify.policy import Identity
 
+from modelsign.bundle import Envelope, pae
 from modelsign.errors import (
     ConfigError,
     InvalidSignatureError,
@@ -59,27 +64,57 @@ def parse(bundle_bytes: bytes, source: str) -> Any:
         raise MalformedBundleError(f"{source}: not a valid Sigstore bundle: {e}") from e
 
 
-def verify_dsse(bundle_bytes: bytes, identity: str, issuer: str, root: Path, source: str) -> bytes:
-    """Verify certificate, log entry and DSSE signature; return the payload.
+def verify_dsse(
+    bundle_bytes: bytes,
+    envelope: Envelope,
+    leaf_key: Any,
+    identity: str,
+    issuer: str,
+    root: Path,
+    source: str,
+) -> bytes:
+    """Verify the DSSE signature, then the certificate chain, log entry and
+    times; return the payload. Failures are classified by what failed, never
+    by a message: the DSSE signature is checked here first with the Fulcio
+    leaf's key (``InvalidSignatureError``), then sigstore-python checks the
+    rest against ``root`` (its ``VerificationError`` family, whatever the
+    message: ``UntrustedSignerError``); material it cannot even read is a
+    ``MalformedBundleError``.
 
-    The caller has already checked that the certificate names ``identity`` and
-    ``issuer``; a failure here is a chain, log or signature failure.
+    The caller has already checked that the certificate names ``identity``
+    and ``issuer`` (both required: see :class:`~modelsign.policy.SigstoreIdentity`).
     """
-    if not identity or not issuer:
-        # sigstore-python treats an empty issuer as "any issuer": never allowed.
-        raise ConfigError("a Sigstore identity needs both an identity and an issuer")
+    _check_dsse_signature(envelope, leaf_key, source)
     bundle = parse(bundle_bytes, source)
     verifier = Verifier(trusted_root=_trusted_root(root))
     try:
         _, payload = verifier.verify_dsse(bundle, Identity(identity=identity, issuer=issuer))
-    except Exception as e:  # sigstore's errors, and anything else it lets through
-        message = str(e)
-        if isinstance(e, SigstoreError) and "invalid signature" in message.lower():
-            raise InvalidSignatureError(f"{source}: {message}") from e
+    except SigstoreVerificationError as e:  # CertValidationError is one too
         raise UntrustedSignerError(
-            f"{source}: does not verify under the trusted root {root}: {message}"
+            f"{source}: does not verify under the trusted root {root}: {e}"
         ) from e
+    except SigstoreError as e:
+        raise UntrustedSignerError(f"{source}: Sigstore refused it: {e}") from e
+    except (ValueError, TypeError, KeyError, IndexError) as e:  # pydantic, protobuf parsing
+        raise MalformedBundleError(f"{source}: unreadable Sigstore material: {e}") from e
     return bytes(payload)
+
+
+def _check_dsse_signature(envelope: Envelope, leaf_key: Any, source: str) -> None:
+    """The DSSE signature over the PAE, with the certificate's key, as
+    sigstore-python checks it (ECDSA with SHA-256)."""
+    if not isinstance(leaf_key, ec.EllipticCurvePublicKey):
+        raise UntrustedSignerError(f"{source}: the Fulcio certificate's key is not ECDSA")
+    try:
+        leaf_key.verify(
+            envelope.signature,
+            pae(envelope.payload_type, envelope.payload),
+            ec.ECDSA(hashes.SHA256()),
+        )
+    except InvalidSignature as e:
+        raise InvalidSignatureError(
+            f"{source}: invalid signature for the Sigstore certificate's key"
+        ) from e
 
 
 def identity_token(token: str | None, token_file: Path | None, oauth: bool, config: Any) -> Any:
@@ -97,8 +132,9 @@ def identity_token(token: str | None, token_file: Path | None, oauth: bool, conf
             return Issuer(config.signing_config.get_oidc_url()).identity_token()
         if raw is None:
             raise UsageError(
-                "no identity token: give --identity-token or --identity-token-file, run in a "
-                "CI job that provides one (e.g. GitHub Actions id-token: write), or use --oauth"
+                "no identity token: give one ({param}), run in a CI job that provides one "
+                "(e.g. GitHub Actions id-token: write), or use the browser flow",
+                parameter="identity_token",
             )
         return IdentityToken(raw)
     except SigstoreError as e:
@@ -129,14 +165,3 @@ def sign_dsse(payload: bytes, token: Any, config: Any) -> bytes:
         raise UsageError(f"Sigstore signing failed: {e}") from e
     data: bytes = bundle.to_json().encode("utf-8")
     return data
-
-
-def log_entry(bundle_bytes: bytes, source: str) -> dict[str, Any]:
-    """Log index and integrated time of the first transparency log entry."""
-    bundle = parse(bundle_bytes, source)
-    entry = getattr(bundle.log_entry, "_inner", None)  # the protobuf-specs entry
-    index, integrated = getattr(entry, "log_index", None), getattr(entry, "integrated_time", None)
-    return {
-        "log_index": int(index) if index is not None else None,
-        "integrated_time": int(integrated) if integrated else None,
-    }
