@@ -28,16 +28,15 @@ from __future__ import annotations
 import bz2
 import itertools
 import lzma
-import re
 import stat
 import struct
 import tarfile
-import unicodedata
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal, Protocol, TypeVar
 
+from modelsign._paths import collision_key, name_problem
 from modelsign.errors import UnsafeArchiveError
 
 __all__ = ["Hasher", "Layout", "Member", "inspect", "member_digest"]
@@ -117,8 +116,6 @@ _ENCRYPTION_FLAGS = _FLAG_ENCRYPTED | _FLAG_STRONG_ENCRYPTION | _FLAG_MASKED_HEA
 
 _METHODS = {0: "stored", 8: "deflate", 12: "bzip2", 14: "lzma"}
 _UNIX_HOST = 3
-
-_DRIVE = re.compile(r"[A-Za-z]:")
 
 
 def inspect(f: BinaryIO, size: int, display_name: str) -> Layout | None:
@@ -651,31 +648,10 @@ def _zip64_values(name: str, member: str, extra: bytes, fields: list[int], where
     return result
 
 
-def _collision_key(name: str) -> str:
-    # torch matches names case-insensitively and file systems may normalize
-    # Unicode, so names are compared after both foldings.
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
-
-
 def _check_member_name(display_name: str, member: str) -> None:
-    """Refuse names that differ between readers or escape the extraction directory."""
-    problem = None
-    path = member[:-1] if member.endswith("/") else member
-    parts = path.split("/")
-    if not member:
-        problem = "is empty"
-    elif "\x00" in member:
-        problem = "contains a NUL character"
-    elif "\\" in member:
-        problem = "contains a backslash (a path separator on Windows)"
-    elif member.startswith("/"):
-        problem = "is an absolute path"
-    elif _DRIVE.match(member):
-        problem = "starts with a drive letter"
-    elif ".." in parts:
-        problem = "has a '..' component"
-    elif any(part in ("", ".") for part in parts):
-        problem = "has an empty or '.' component (not in canonical form)"
+    """Refuse names that differ between readers or escape the extraction
+    directory (a directory entry's trailing ``/`` aside)."""
+    problem = name_problem(member[:-1] if member.endswith("/") else member)
     if problem is not None:
         raise UnsafeArchiveError(f"{display_name}: member name {member!r} {problem}")
 
@@ -695,7 +671,7 @@ def _check_unique_names(display_name: str, names: list[tuple[str, bool]]) -> Non
                 "which copy counts: torch takes the first, zipfile the last)"
             )
         exact.add(member)
-        key = _collision_key(member)
+        key = collision_key(member)
         if key in folded:
             raise UnsafeArchiveError(
                 f"{display_name}: member names {folded[key]!r} and {member!r} collide "
@@ -705,7 +681,7 @@ def _check_unique_names(display_name: str, names: list[tuple[str, bool]]) -> Non
         if not is_dir:
             files[key] = member
     for member, _ in names:
-        parts = _collision_key(member).split("/")
+        parts = collision_key(member).split("/")
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
             if parent in files:

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import os
 import stat
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelsign.errors import Error, MalformedBundleError, UnsafeModelError, UsageError
+from modelsign._paths import check_name, collision_key
+from modelsign.errors import UnsafeModelError, UsageError
 
 __all__ = [
     "DEFAULT_IGNORES",
     "SINGLE_FILE_NAME",
     "ModelFile",
     "ModelTree",
-    "check_name",
-    "collision_key",
     "enumerate_model",
 ]
 
@@ -32,53 +30,6 @@ DEFAULT_IGNORES: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitig
 
 #: The resource name of a single-file model, as model_signing writes it.
 SINGLE_FILE_NAME = "."
-
-_WINDOWS_DEVICES = frozenset(
-    ["CON", "PRN", "AUX", "NUL"]
-    + [f"COM{i}" for i in range(1, 10)]
-    + [f"LPT{i}" for i in range(1, 10)]
-)
-
-
-def check_name(name: str, error: type[Error] = MalformedBundleError) -> None:
-    """Raise ``error`` unless ``name`` is a safe relative POSIX path.
-
-    Safe: non-empty, valid UTF-8 (no lone surrogates), ``/`` separators, no
-    leading or trailing ``/``, no empty, ``.`` or ``..`` component, no NUL or
-    backslash, no Windows drive prefix or reserved device name.
-    """
-    problem = _name_problem(name)
-    if problem:
-        raise error(f"unsafe path name {name!r}: {problem}")
-
-
-def _name_problem(name: str) -> str | None:
-    if not name:
-        return "empty"
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "not valid UTF-8"
-    if "\x00" in name:
-        return "contains NUL"
-    if "\\" in name:
-        return "contains a backslash"
-    if name.startswith("/"):
-        return "absolute path"
-    if len(name) >= 2 and name[1] == ":" and name[0].isascii() and name[0].isalpha():
-        return "Windows drive prefix"
-    for part in name.split("/"):
-        if part in ("", ".", ".."):
-            return f"path component {part!r} is not allowed"
-        if part.split(".")[0].upper() in _WINDOWS_DEVICES:
-            return f"Windows device name {part!r}"
-    return None
-
-
-def collision_key(name: str) -> str:
-    """Names equal under this key would be one file on a case-insensitive or
-    normalizing file system (macOS, Windows): modelsign refuses such pairs."""
-    return unicodedata.normalize("NFC", name).casefold()
 
 
 @dataclass(frozen=True)

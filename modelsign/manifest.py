@@ -20,7 +20,8 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
 from modelsign import _json
-from modelsign.enumerating import SINGLE_FILE_NAME, check_name, collision_key
+from modelsign._paths import check_name, collision_key
+from modelsign.enumerating import SINGLE_FILE_NAME
 from modelsign.errors import MalformedBundleError, UnsafeModelError
 from modelsign.hashing import (
     DIGEST_HEX_LENGTH,

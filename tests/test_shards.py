@@ -841,7 +841,7 @@ def test_a_drive_letter_name_is_refused_in_both_modes(
     with pytest.raises(Error) as info:
         modelsign.sign(model, keypair[0], shard_size=shard_size)
     assert type(info.value) is UnsafeModelError
-    assert str(info.value) == "unsafe path name 'a:b.bin': Windows drive prefix"
+    assert str(info.value) == "unsafe path name 'a:b.bin': starts with a Windows drive letter"
     assert leftovers(model) == []
 
 
@@ -1040,7 +1040,7 @@ HOSTILE: dict[str, tuple[Callable[[Statement], None], str]] = {
         re.escape("shard resource 'b.bin:4' is not path:start:end"),
     ),
     # paths
-    "empty path": (rename("b.bin:0:4", ":0:4"), re.escape("unsafe path name '': empty")),
+    "empty path": (rename("b.bin:0:4", ":0:4"), re.escape("unsafe path name '': is empty")),
     "path with ..": (rename("b.bin:0:4", "../b.bin:0:4"), re.escape("unsafe path name '../b.bin'")),
     "path with . component": (
         rename("b.bin:0:4", "./b.bin:0:4"),
@@ -1048,7 +1048,7 @@ HOSTILE: dict[str, tuple[Callable[[Statement], None], str]] = {
     ),
     "absolute path": (
         rename("b.bin:0:4", "/b.bin:0:4"),
-        re.escape("unsafe path name '/b.bin': absolute path"),
+        re.escape("unsafe path name '/b.bin': is an absolute path"),
     ),
     "path with a backslash": (
         rename("b.bin:0:4", "c\\b.bin:0:4"),
@@ -1090,7 +1090,7 @@ HOSTILE: dict[str, tuple[Callable[[Statement], None], str]] = {
     "empty_files with ..": (empty_files(["../e", "f"]), re.escape("unsafe path name '../e'")),
     "empty_files with an absolute path": (
         empty_files(["/e", "f"]),
-        re.escape("unsafe path name '/e': absolute path"),
+        re.escape("unsafe path name '/e': is an absolute path"),
     ),
     "empty_files with '.'": (empty_files([".", "e", "f"]), re.escape("unsafe path name '.'")),
     "empty_files with a colon": (
