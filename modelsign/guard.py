@@ -287,7 +287,12 @@ class Guard:
         except OSError as e:
             if e.errno is not None and os.path.islink(target):
                 raise self._refuse(UnsafeLoadError, abspath, "is a symbolic link") from e
-            raise
+            with contextlib.suppress(OSError):
+                if not stat.S_ISREG(os.lstat(target).st_mode):  # a socket cannot be opened
+                    raise self._refuse(
+                        UnsafeLoadError, abspath, "not a regular file (a socket or device)"
+                    ) from e
+            raise  # missing or unreadable: as the loader itself would say
         try:
             source = self._check_fd(fd, abspath, vouch, errors, memfd=memfd, what=what)
         finally:
@@ -302,7 +307,7 @@ class Guard:
         is guarded too."""
         if not self.policy.scope:
             return True
-        paths = [p for p in (_fd_path(fd), _name_path(f)) if p is not None]
+        paths = [p for p in (fd_path(fd), _name_path(f)) if p is not None]
         return not paths or any(self.in_scope(p) for p in paths)
 
     def open_file(self, f: Any, *, memfd: bool = False, what: str = "load") -> LoadSource:
@@ -319,7 +324,7 @@ class Guard:
                 raise self._refuse(
                     UnsafeLoadError, repr(f), f"the file object is at position {position}, not 0"
                 )
-        fd = _fileno(f)
+        fd = fileno_of(f)
         if fd is None or not stat.S_ISREG(os.fstat(fd).st_mode):
             # Memory, a pipe, a socket: no file on disk to find a bundle for,
             # so its bytes are checked like memory.
@@ -328,7 +333,7 @@ class Guard:
                 raise self._refuse(UnsafeLoadError, repr(f), "the file object does not read bytes")
             return self.open_memory(data, what=f"{what} of {f!r}")
         decompress = _decompressor(f)
-        real, named = _fd_path(fd), _name_path(f)
+        real, named = fd_path(fd), _name_path(f)
         path = real or named or repr(f)
         if named is not None and real is not None and named != real:
             self._check_name(fd, named, real)
@@ -388,14 +393,22 @@ class Guard:
         raise self._unsigned(what, digests, errors)
 
     def verify_directory(
-        self, path: str | os.PathLike[str], *, display: str | None = None
+        self, path: str | os.PathLike[str], *, display: str | None = None, missing_ok: bool = False
     ) -> VerifiedModel:
-        """Verify a whole model directory (``from_pretrained``): every file, no
-        extra, no missing; Hugging Face cache snapshots are understood.
-        ``display`` names it in a refusal (a private copy of a folder is
-        verified under the folder's name)."""
+        """Verify a whole model folder (``from_pretrained``): every file, no
+        extra, no missing; Hugging Face cache snapshots are understood. A
+        folder without its own ``model.sig`` is part of the nearest folder
+        above it that has one (a subfolder of a model signed as a whole),
+        which is verified whole. ``display`` names it in a refusal (a private
+        copy of a folder is verified under the folder's name). ``missing_ok``:
+        a cache snapshot, which holds only the files downloaded so far."""
+        root = Path(path)
+        for candidate in [root, *root.absolute().parents][:_MAX_ANCESTORS]:
+            if (candidate / "model.sig").is_file():
+                root = candidate
+                break
         try:
-            return verify(path, self.policy, hf_cache=True)
+            return verify(root, self.policy, hf_cache=True, missing_ok=missing_ok)
         except VerificationError as e:
             raise self._refuse(
                 _refusal_class(e),
@@ -527,7 +540,7 @@ def _refusal_class(error: VerificationError) -> type[LoadRefusedError]:
     return UntrustedBundleError
 
 
-def _fileno(f: Any) -> int | None:
+def fileno_of(f: Any) -> int | None:
     try:
         fd = f.fileno()
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
@@ -556,7 +569,7 @@ def _name_path(f: Any) -> str | None:
     return os.path.abspath(os.fsdecode(name))
 
 
-def _fd_path(fd: int) -> str | None:
+def fd_path(fd: int) -> str | None:
     if sys.platform != "linux":
         return None
     try:

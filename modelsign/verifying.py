@@ -393,6 +393,7 @@ def verify(
     signature: str | os.PathLike[str] | None = None,
     ignore_paths: Iterable[str] = (),
     hf_cache: bool = False,
+    missing_ok: bool = False,
     now: datetime.datetime | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
@@ -412,6 +413,9 @@ def verify(
             never skipped).
         hf_cache: follow a Hugging Face cache snapshot's links into its own
             ``blobs/`` folder.
+        missing_ok: tolerate signed files that are absent (a cache snapshot
+            holds only the files downloaded); files present must still match
+            and no extra file is allowed.
         now: when certificates must be valid (default: the current time),
             unless a TSA the trust names timestamped a certificate bundle.
         progress: told about files and bytes as they are hashed.
@@ -463,9 +467,13 @@ def verify(
     try:
         compare(manifest, actual, [names[f.name] for f in tree.files], str(model_path), sizes)
     except ModelMismatchError as e:
+        problems = tuple(m for m in e.mismatches if not (missing_ok and m.kind == "missing"))
+        if not problems:  # only signed files that are absent, and missing_ok
+            return VerifiedModel(model_path, sig_path, signer, manifest)
+        error = e if len(problems) == len(e.mismatches) else e.for_mismatches(e.model, problems)
         if ser.shard_size is not None:  # the differing shards already say where
-            raise
-        raise _with_member_diagnostics(e, manifest, tree, names) from None
+            raise error from None
+        raise _with_member_diagnostics(error, manifest, tree, names) from None
     return VerifiedModel(model_path, sig_path, signer, manifest)
 
 

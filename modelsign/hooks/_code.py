@@ -23,9 +23,11 @@ files must be signed, not where unsigned code may run.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -36,7 +38,7 @@ from modelsign.errors import LoadRefusedError, UnsafeLoadError
 from modelsign.guard import Guard, LoadSource
 from modelsign.hashing import new_scheme_hasher
 from modelsign.hooks._common import checked, current_guard, is_path, refuse, trusted_load
-from modelsign.hooks._loaders import _local_directory
+from modelsign.hooks._loaders import local_directory
 
 Patch = tuple[object, str, Any]
 
@@ -94,8 +96,39 @@ def hub_load_local(orig: Callable[..., Any]) -> Callable[..., Any]:
     return _load_local
 
 
+def hub_import_module(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.hub._import_module``, which ``list``, ``help`` and ``load``
+    use to import a ``hubconf.py``: from a verified private copy of its
+    folder (already one when it comes through ``_load_local``)."""
+
+    @functools.wraps(orig)
+    def _import_module(name: Any, path: Any) -> Any:
+        guard = current_guard()
+        folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+        with _copies_lock:
+            ours = os.path.dirname(folder) in _copies
+        if guard is None or ours:
+            return orig(name, path)
+        try:
+            copy = _verified_copy(guard, folder)
+        except LoadRefusedError as e:
+            refuse(guard, e)
+            return orig(name, path)
+        sys.path.insert(0, copy)  # siblings import from the copy, before the folder
+        try:
+            return orig(name, os.path.join(copy, os.path.basename(os.fspath(path))))
+        finally:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(copy)
+
+    return _import_module
+
+
 def hub_patches(module: Any) -> list[Patch]:
-    return [(module, "_load_local", hub_load_local(module._load_local))]
+    return [
+        (module, "_load_local", hub_load_local(module._load_local)),
+        (module, "_import_module", hub_import_module(module._import_module)),
+    ]
 
 
 # --------------------------------------------------------------- torch.package
@@ -185,7 +218,7 @@ def get_cached_module_file(orig: Callable[..., Any]) -> Callable[..., Any]:
             return orig(pretrained_model_name_or_path, module_file, *args, **kwargs)
         result = orig(pretrained_model_name_or_path, module_file, *args, **kwargs)
         if verified is None:  # a Hub repository: check the snapshot it came from
-            folder = _local_directory(name, {"local_files_only": True, **kwargs})
+            folder = local_directory(name, {"local_files_only": True, **kwargs})
             if folder is None:
                 refuse(
                     guard,

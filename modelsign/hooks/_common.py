@@ -13,7 +13,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from modelsign.errors import LoadRefusedError
 from modelsign.guard import Guard, LoadSource
@@ -55,15 +55,23 @@ def current_guard() -> Guard | None:
     return _guard
 
 
-def active(source: object = None) -> Guard | None:
+def active(source: object = None, *, code: bool = False) -> Guard | None:
     """The guard that must check a load of ``source``, or None to pass it through.
 
-    Inside a verified load (or an unguarded ``pickle.loads``) only in-memory
-    sources pass: torch unpickling its own tensors from a ``BytesIO``. A path
-    or a file on disk is checked wherever the load comes from, so an object
-    that loads another file while it is unpickled cannot skip the guard.
+    Inside another load, a source in memory (torch unpickling its own tensors
+    from a ``BytesIO``) or the sealed memfd of a verified load in progress
+    passes: its bytes come from the outer load, whose trust holds. A path or
+    a file on disk is checked wherever the load comes from, so an object that
+    loads another file while it is unpickled cannot skip the guard. For a
+    loader of a format that carries code (TorchScript, exported programs,
+    packages), only a *verified* outer load lets a nested source pass: bytes
+    an unverified unpickling produced never reach such a loader unchecked.
     """
-    if _inside.get() and (_in_memory(source) or _is_verified_memfd(source)):
+    if (
+        _inside.get()
+        and (_in_memory(source) or _is_verified_memfd(source))
+        and (not code or verified.get())
+    ):
         return None
     return _guard
 
@@ -74,10 +82,24 @@ def active(source: object = None) -> Guard | None:
 _verified_paths: contextvars.ContextVar[Mapping[str, str | None]] = contextvars.ContextVar(
     "modelsign_verified_paths", default=MappingProxyType({})
 )
+#: (device, inode) of those memfds: a loader that opens the path and hands
+#: the file object on (numpy.load -> read_array) passes too.
+_verified_files: contextvars.ContextVar[frozenset[tuple[int, int]]] = contextvars.ContextVar(
+    "modelsign_verified_files", default=frozenset()
+)
 
 
 def _is_verified_memfd(source: object) -> bool:
-    return is_path(source) and os.fsdecode(source) in _verified_paths.get()  # type: ignore[arg-type]
+    if is_path(source):
+        return os.fsdecode(source) in _verified_paths.get()  # type: ignore[arg-type]
+    verified_files = _verified_files.get()
+    if not verified_files:
+        return False
+    try:
+        st = os.fstat(source.fileno())  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError, TypeError, io.UnsupportedOperation):
+        return False
+    return (st.st_dev, st.st_ino) in verified_files
 
 
 def verified_origin(source: object) -> str | None:
@@ -107,13 +129,16 @@ def trusted_load(source: LoadSource | None = None) -> Iterator[None]:
     nested loads in memory (and reopening ``source``'s sealed memfd) pass the
     entry-point layer; paths and files on disk are still checked."""
     inside, trusted = _inside.set(True), verified.set(True)
-    paths = _verified_paths.get()
+    paths, files = _verified_paths.get(), _verified_files.get()
     if source is not None and source.fd is not None:
         paths = MappingProxyType({**paths, source.path: source.origin})
-    path_token = _verified_paths.set(paths)
+        st = os.fstat(source.fd)
+        files = files | {(st.st_dev, st.st_ino)}
+    path_token, files_token = _verified_paths.set(paths), _verified_files.set(files)
     try:
         yield
     finally:
+        _verified_files.reset(files_token)
         _verified_paths.reset(path_token)
         verified.reset(trusted)
         _inside.reset(inside)
@@ -130,6 +155,58 @@ def untrusted_load(what: str) -> Iterator[None]:
         unverified_what.reset(named)
         verified.reset(trusted)
         _inside.reset(inside)
+
+
+#: File objects that a verified load left before their end (several pickles
+#: or arrays in one file): file object -> (guard, our verified stream, where
+#: it stopped). A next load from that position goes on in the verified bytes.
+_kept: weakref.WeakKeyDictionary[Any, tuple[Guard, Any, int]] = weakref.WeakKeyDictionary()
+
+
+def continuation(guard: Guard, file: Any) -> Any | None:
+    """Our verified stream, when ``file`` is where a verified load left it."""
+    try:
+        kept = _kept.get(file)
+        position = file.tell()
+    except (TypeError, OSError, ValueError, AttributeError):
+        return None
+    if kept is None:
+        return None
+    owner, stream, end = kept
+    if owner is not guard or position != end:
+        del _kept[file]
+        stream.close()
+        return None
+    return stream
+
+
+class _Exhausted(io.BytesIO):
+    """What a verified file offers once a load has read it to its end: no
+    bytes (so the loader raises EOFError, as at the end of the file itself)."""
+
+
+def hand_back(stream: Any, file: Any, *, keep: Guard | None, close: bool = True) -> None:
+    """After loading from our copy: leave the caller's file where the load
+    ended, as the loader would. Keep a verified copy for the next load under
+    the guard ``keep`` when bytes remain; else close it (an Unpickler keeps
+    its stream for its own next load: ``close=False``). Positioning the
+    caller's file is best effort: a decompressing reader re-reads the file
+    on disk, which may have changed since."""
+    if stream is file or isinstance(stream, _Exhausted):
+        return
+    with contextlib.suppress(Exception):
+        end = stream.tell()
+        if keep is not None:
+            more = stream.read(1)
+            stream.seek(end)
+            with contextlib.suppress(TypeError):  # a file object without weak references
+                # The rest of the verified bytes for the next load; at the end,
+                # only the fact that there is nothing more (not the bytes).
+                _kept[file] = (keep, stream if more else _Exhausted(), end)
+                close = close and not more
+        file.seek(end)
+    if close:
+        stream.close()
 
 
 _LAZY_MARK = "_modelsign_verified_load"

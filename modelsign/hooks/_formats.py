@@ -18,32 +18,39 @@ from typing import Any
 from modelsign.errors import UnsafeLoadError
 from modelsign.guard import Guard, LoadSource
 from modelsign.hooks._common import active, is_path, lazy_load, trusted_load, verified_origin
-from modelsign.hooks._loaders import _source, _wrap, by_path_loader, safe_load_bytes
+from modelsign.hooks._loaders import (
+    by_path_loader,
+    safe_load_bytes,
+    source_for,
+    unverified,
+    wrap_entry,
+)
 
 Patch = tuple[object, str, Any]
 
 
-def _stream_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """For loaders that take a path or a file object and read it whole
-    (``torch.jit.load``, ``torch.export.load``): they get a stream of the
-    verified bytes."""
+def _code_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """For loaders of formats that carry code (TorchScript, exported
+    programs), taking a path or a file object and reading it whole: they get a
+    stream of the verified bytes, wherever the file lies (the scope does not
+    apply to code), and bytes from an unverified load never pass as nested."""
 
     def make(orig: Callable[..., Any]) -> Callable[..., Any]:
         def body(guard: Guard, f: Any, *args: Any, **kwargs: Any) -> Any:
-            source = _source(guard, f, memfd=False, what=what)
-            if source is None:  # out of scope, or refused in warn mode
-                return orig(f, *args, **kwargs)
+            source = source_for(guard, f, memfd=False, what=what, code=True)
+            if source is None:  # refused in warn mode
+                return unverified(what, orig, f, *args, **kwargs)
             with source, trusted_load(source), source.fileobj() as stream:
                 return orig(stream, *args, **kwargs)
 
-        return _wrap(orig, body)
+        return wrap_entry(orig, body, code=True)
 
     return make
 
 
-jit_load = _stream_loader("torch.jit.load")
-export_load = _stream_loader("torch.export.load")
-aoti_load_package = by_path_loader("torch._inductor.aoti_load_package")
+jit_load = _code_loader("torch.jit.load")
+export_load = _code_loader("torch.export.load")
+aoti_load_package = by_path_loader("torch._inductor.aoti_load_package", code=True)
 
 
 def jit_patches(module: Any) -> list[Patch]:
@@ -86,7 +93,7 @@ def _mapped_source(guard: Guard, filename: Any, mode: str, what: str) -> LoadSou
             target=_name(filename),
             policy=guard.policy.describe(),
         )
-    source = _source(guard, filename, memfd=True, what=what)
+    source = source_for(guard, filename, memfd=True, what=what)
     if source is not None and source.fd is None:
         source.close()
         raise UnsafeLoadError(
@@ -107,7 +114,9 @@ def memmap_new(orig: Callable[..., Any]) -> Callable[..., Any]:
         mode = _map_mode(kwargs.get("mode", args[1] if len(args) > 1 else "r+"))
         origin = verified_origin(filename)
         source = None if guard is None else _mapped_source(guard, filename, mode, "numpy.memmap")
-        if source is None:
+        if source is None and guard is not None and mode not in _CREATES:
+            result = unverified("numpy.memmap", orig, subtype, filename, *args, **kwargs)
+        elif source is None:
             result = orig(subtype, filename, *args, **kwargs)
         else:
             with source, trusted_load(source):
@@ -130,11 +139,11 @@ def open_memmap(orig: Callable[..., Any]) -> Callable[..., Any]:
         mode = _map_mode(kwargs.get("mode", args[0] if args else "r+"))
         source = _mapped_source(guard, filename, mode, "numpy.lib.format.open_memmap")
         if source is None:
-            return orig(filename, *args, **kwargs)
+            return unverified("numpy.lib.format.open_memmap", orig, filename, *args, **kwargs)
         with source, trusted_load(source):
             return orig(source.path, *args, **kwargs)
 
-    return _wrap(orig, body)
+    return wrap_entry(orig, body)
 
 
 def _name(filename: Any) -> str:
@@ -159,13 +168,13 @@ def read_array(orig: Callable[..., Any]) -> Callable[..., Any]:
     with ``allow_pickle``) from the verified bytes of ``fp``'s file."""
 
     def body(guard: Guard, fp: Any, *args: Any, **kwargs: Any) -> Any:
-        source = _source(guard, fp, memfd=False, what="numpy.lib.format.read_array")
+        source = source_for(guard, fp, memfd=False, what="numpy.lib.format.read_array")
         if source is None:
-            return orig(fp, *args, **kwargs)
+            return unverified("numpy.lib.format.read_array", orig, fp, *args, **kwargs)
         with source, trusted_load(source), source.fileobj() as stream:
             return orig(stream, *args, **kwargs)
 
-    return _wrap(orig, body)
+    return wrap_entry(orig, body)
 
 
 def npz_getitem(orig: Callable[..., Any]) -> Callable[..., Any]:

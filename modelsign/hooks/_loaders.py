@@ -16,21 +16,37 @@ from collections.abc import Callable
 from typing import Any
 
 from modelsign.errors import LoadRefusedError, UnsafeLoadError
-from modelsign.guard import Guard, LoadSource
+from modelsign.guard import Guard, LoadSource, fileno_of
 from modelsign.hashing import fingerprint_size, new_scheme_hasher
-from modelsign.hooks._common import active, checked, is_path, note_lazy, refuse, trusted_load
+from modelsign.hooks._common import (
+    active,
+    checked,
+    continuation,
+    hand_back,
+    is_path,
+    note_lazy,
+    refuse,
+    trusted_load,
+    untrusted_load,
+)
 
 Patch = tuple[object, str, Any]
 
 
-def _source(guard: Guard, f: Any, *, memfd: bool, what: str) -> LoadSource | None:
-    """Verify a path or a file object; None means "load unchecked" (out of
-    scope, or a refusal in warn mode)."""
+def source_for(
+    guard: Guard, f: Any, *, memfd: bool, what: str, code: bool = False
+) -> LoadSource | None:
+    """Verify a path or a file object; None means "load it unverified": out
+    of the policy's scope, or refused in warn mode. A format that carries
+    code (``code``) is verified wherever it lies: the scope does not apply."""
     if is_path(f):
         path = os.fsdecode(f)
-        if not guard.in_scope(path):
+        if not code and not guard.in_scope(path):
             return None
         return checked(guard, lambda: guard.open_path(path, memfd=memfd, what=what))
+    fd = fileno_of(f)
+    if not code and fd is not None and not guard.in_scope_file(f, fd):
+        return None
     source = checked(guard, lambda: guard.open_file(f, memfd=memfd, what=what))
     if source is None:  # warn mode: give the loader the stream as it was
         with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -38,10 +54,24 @@ def _source(guard: Guard, f: Any, *, memfd: bool, what: str) -> LoadSource | Non
     return source
 
 
-def _wrap(orig: Callable[..., Any], body: Callable[..., Any]) -> Callable[..., Any]:
+def unverified(what: str, orig: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a loader on bytes no bundle vouches for (out of scope, or warn
+    mode): whatever it unpickles is restricted by the audit layer, even
+    inside a verified load (no trust is lent to it)."""
+    with untrusted_load(f"{what} of unverified bytes"):
+        return orig(*args, **kwargs)
+
+
+def wrap_entry(
+    orig: Callable[..., Any], body: Callable[..., Any], *, code: bool = False
+) -> Callable[..., Any]:
+    """A wrapper that calls ``body(guard, ...)`` when the first argument must
+    be checked (see :func:`~modelsign.hooks._common.active`), else ``orig``."""
+
     @functools.wraps(orig)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        guard = active(args[0] if args else next(iter(kwargs.values()), None))
+        first = args[0] if args else next(iter(kwargs.values()), None)
+        guard = active(first, code=code)
         if guard is None:
             return orig(*args, **kwargs)
         return body(guard, *args, **kwargs)
@@ -62,9 +92,11 @@ def torch_load(orig: Callable[..., Any]) -> Callable[..., Any]:
         if mmap is None:  # torch's own default, torch.utils.serialization.config.load.mmap
             mmap = _torch_mmap_default()
         mmap = bool(mmap)
-        source = _source(guard, f, memfd=mmap, what="torch.load")
+        # A TorchScript archive is loaded by torch.jit.load: code, checked
+        # wherever it lies (torch dispatches it from here).
+        source = source_for(guard, f, memfd=mmap, what="torch.load")
         if source is None:
-            return orig(f, *args, **kwargs)
+            return unverified("torch.load", orig, f, *args, **kwargs)
         with source, trusted_load(source):
             if source.fd is not None:
                 return orig(source.path, *args, **kwargs)
@@ -72,7 +104,7 @@ def torch_load(orig: Callable[..., Any]) -> Callable[..., Any]:
                 kwargs = {**kwargs, "mmap": False}
             return orig(source.fileobj(), *args, **kwargs)
 
-    return _wrap(orig, body)
+    return wrap_entry(orig, body)
 
 
 def _torch_mmap_default() -> bool:
@@ -94,9 +126,14 @@ def torch_patches(module: Any) -> list[Patch]:
 # --------------------------------------------------------------- numpy, joblib
 
 
+_READ_ONLY_MAPS = (None, "r", "c")
+
+
 def mmap_mode_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """For loaders called as ``load(file, mmap_mode=None, ...)``: numpy.load,
-    joblib.load. A memory-mapped load reads the sealed memfd by path."""
+    joblib.load. A memory-mapped load reads the sealed memfd by path; a file
+    object reads a stream of the verified bytes, and a next load from where
+    that one ended (several arrays in one file) goes on in them."""
 
     def make(orig: Callable[..., Any]) -> Callable[..., Any]:
         def body(guard: Guard, *args: Any, **kwargs: Any) -> Any:
@@ -105,15 +142,37 @@ def mmap_mode_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., 
             else:  # numpy.load(file=...), joblib.load(filename=...)
                 file = kwargs.pop("file", None) if "file" in kwargs else kwargs.pop("filename")
             mmap_mode = kwargs.get("mmap_mode", args[0] if args else None)
-            source = _source(guard, file, memfd=mmap_mode is not None, what=what)
+            if mmap_mode not in _READ_ONLY_MAPS and (
+                not is_path(file) or guard.in_scope(os.fsdecode(file))
+            ):
+                raise UnsafeLoadError(
+                    f"a writable memory map (mmap_mode {mmap_mode!r}) of a file cannot be "
+                    "verified: the file may change after any check; use 'r' or 'c'",
+                    target=os.fsdecode(file) if is_path(file) else repr(file),
+                    policy=guard.policy.describe(),
+                )
+            kept = None if is_path(file) else continuation(guard, file)
+            if kept is not None:
+                try:
+                    with trusted_load():
+                        return note_lazy(orig(kept, *args, **kwargs), verified=True)
+                finally:
+                    hand_back(kept, file, keep=guard)
+            source = source_for(guard, file, memfd=mmap_mode is not None, what=what)
             if source is None:
-                return note_lazy(orig(file, *args, **kwargs), verified=False)
+                return note_lazy(unverified(what, orig, file, *args, **kwargs), verified=False)
             with source, trusted_load(source):
-                target = source.path if source.fd is not None else source.fileobj()
-                # An .npz reads (and unpickles) its members when they are accessed.
-                return note_lazy(orig(target, *args, **kwargs), verified=True)
+                if is_path(file):
+                    target = source.path if source.fd is not None else source.fileobj()
+                    # An .npz reads (and unpickles) its members when they are accessed.
+                    return note_lazy(orig(target, *args, **kwargs), verified=True)
+                stream = source.fileobj()
+                try:
+                    return note_lazy(orig(stream, *args, **kwargs), verified=True)
+                finally:
+                    hand_back(stream, file, keep=guard)
 
-        return _wrap(orig, body)
+        return wrap_entry(orig, body)
 
     return make
 
@@ -139,16 +198,19 @@ def joblib_patches(module: Any) -> list[Patch]:
 # ------------------------------------------------------------------ safetensors
 
 
-def by_path_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """For loaders that only take a path (safetensors): they get the sealed
-    memfd's path. The handle safe_open returns opens (and maps) the memfd while
-    it is created, so our own descriptor can be closed after the call."""
+def by_path_loader(
+    what: str, *, code: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """For loaders that only take a path (safetensors, AOTInductor packages):
+    they get the sealed memfd's path. The handle safe_open returns opens (and
+    maps) the memfd while it is created, so our own descriptor can be closed
+    after the call. ``code``: the format carries code (see :func:`source_for`)."""
 
     def make(orig: Callable[..., Any]) -> Callable[..., Any]:
         def body(guard: Guard, filename: Any, *args: Any, **kwargs: Any) -> Any:
-            source = _source(guard, filename, memfd=True, what=what)
+            source = source_for(guard, filename, memfd=True, what=what, code=code)
             if source is None:
-                return orig(filename, *args, **kwargs)
+                return unverified(what, orig, filename, *args, **kwargs)
             with source, trusted_load(source):
                 if source.fd is None:
                     raise UnsafeLoadError(
@@ -158,7 +220,7 @@ def by_path_loader(what: str) -> Callable[[Callable[..., Any]], Callable[..., An
                     )
                 return orig(source.path, *args, **kwargs)
 
-        return _wrap(orig, body)
+        return wrap_entry(orig, body, code=code)
 
     return make
 
@@ -185,8 +247,19 @@ def from_pretrained(orig: Callable[..., Any]) -> Callable[..., Any]:
         guard = active(pretrained_model_name_or_path)
         digests = _directory_digests.get()  # an outer from_pretrained's, if any
         folders = _verified_folders.get()
-        if guard is not None:
-            directory = _local_directory(pretrained_model_name_or_path, kwargs)
+        snapshot, directory = False, None
+        if guard is not None and _is_file(pretrained_model_name_or_path):
+            # from_pretrained("model/config.json"): that one file, then read by path.
+            path = os.fsdecode(pretrained_model_name_or_path)
+            source = source_for(guard, path, memfd=False, what="from_pretrained")
+            if source is not None:
+                source.close()
+        elif guard is not None:
+            directory = local_directory(pretrained_model_name_or_path, kwargs)
+            # A Hub repository's cache snapshot holds the files downloaded so
+            # far: absent signed files are tolerated, and checked again, with
+            # whatever this call downloads, before its result is returned.
+            snapshot = directory is not None and not _is_dir(pretrained_model_name_or_path)
             if (
                 directory is not None
                 and guard.in_scope(directory)
@@ -195,7 +268,7 @@ def from_pretrained(orig: Callable[..., Any]) -> Callable[..., Any]:
                 # Nested calls (AutoModel -> config -> model class) verify
                 # the folder once, at the outermost entry.
                 try:
-                    verified = guard.verify_directory(directory)
+                    verified = guard.verify_directory(directory, missing_ok=snapshot)
                     digests = (
                         verified.manifest.serialization.scheme,
                         frozenset(verified.manifest.file_fingerprints().values()),
@@ -203,18 +276,35 @@ def from_pretrained(orig: Callable[..., Any]) -> Callable[..., Any]:
                     folders = folders | {os.path.realpath(directory)}
                 except LoadRefusedError as e:
                     refuse(guard, e)
+                    snapshot = False
+            else:
+                snapshot = False
         # The files it then loads are verified again, one by one, as they are
         # read; bytes it reads itself (disable_mmap) must be among the digests
         # just verified. The directory check leaves no gap before the loads.
         token = _directory_digests.set(digests)
         folders_token = _verified_folders.set(folders)
         try:
-            return orig(cls, pretrained_model_name_or_path, *args, **kwargs)
+            result = orig(cls, pretrained_model_name_or_path, *args, **kwargs)
         finally:
             _verified_folders.reset(folders_token)
             _directory_digests.reset(token)
+        if guard is not None and snapshot and directory is not None:
+            try:  # what this call downloaded must be signed too
+                guard.verify_directory(directory, missing_ok=True)
+            except LoadRefusedError as e:
+                refuse(guard, e)  # raises in enforce mode: the result is not returned
+        return result
 
     return wrapper
+
+
+def _is_file(name: Any) -> bool:
+    return is_path(name) and os.path.isfile(os.fsdecode(name))
+
+
+def _is_dir(name: Any) -> bool:
+    return is_path(name) and os.path.isdir(os.fsdecode(name))
 
 
 #: The folders (real paths) verified by the from_pretrained calls in progress.
@@ -256,10 +346,10 @@ def safe_load_bytes(orig: Callable[..., Any]) -> Callable[..., Any]:
         with trusted_load():
             return orig(data, *args, **kwargs)
 
-    return _wrap(orig, body)
+    return wrap_entry(orig, body)
 
 
-def _local_directory(name: Any, kwargs: dict[str, Any]) -> str | None:
+def local_directory(name: Any, kwargs: dict[str, Any]) -> str | None:
     if not is_path(name):
         return None
     path = os.fsdecode(name)

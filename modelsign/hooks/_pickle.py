@@ -6,13 +6,19 @@ import contextlib
 import io
 import os
 import stat
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 from modelsign.errors import UnsafeLoadError
-from modelsign.guard import Guard, _fd_path, _fileno
-from modelsign.hooks._common import active, checked, trusted_load, untrusted_load
+from modelsign.guard import Guard, fd_path, fileno_of
+from modelsign.hooks._common import (
+    active,
+    checked,
+    continuation,
+    hand_back,
+    trusted_load,
+    untrusted_load,
+)
 
 Patch = tuple[object, str, Any]
 
@@ -27,9 +33,9 @@ def _verified_stream(guard: Guard, file: Any, what: str) -> tuple[Any, bool]:
     policy's ``pickle_loads``, a stream with no descriptor is read and checked
     against the explicit bundles instead, like ``pickle.loads``.
     """
-    fd = _fileno(file)
+    fd = fileno_of(file)
     if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
-        where = _fd_path(fd)
+        where = fd_path(fd)
         if where is not None:  # a named FIFO or a device: a path on disk, not IPC
             raise UnsafeLoadError(
                 "not a regular file: a FIFO or device cannot be verified before it is read",
@@ -46,7 +52,7 @@ def _verified_stream(guard: Guard, file: Any, what: str) -> tuple[Any, bool]:
         return io.BytesIO(data), True
     if not guard.in_scope_file(file, fd):
         return file, False
-    kept = _continuation(guard, file)
+    kept = continuation(guard, file)
     if kept is not None:
         return kept, True
     source = checked(guard, lambda: guard.open_file(file, what=what))
@@ -55,57 +61,6 @@ def _verified_stream(guard: Guard, file: Any, what: str) -> tuple[Any, bool]:
         return file, False
     with source:
         return source.fileobj(), True
-
-
-#: Files that a verified ``pickle.load`` left before their end (a file of
-#: several pickles): file object -> (guard, our verified stream, where it
-#: stopped). A next load from that position goes on in the verified bytes.
-_kept: weakref.WeakKeyDictionary[Any, tuple[Guard, Any, int]] = weakref.WeakKeyDictionary()
-
-
-def _continuation(guard: Guard, file: Any) -> Any | None:
-    """Our verified stream, when ``file`` is where a verified load left it."""
-    try:
-        kept = _kept.get(file)
-        position = file.tell()
-    except (TypeError, OSError, ValueError, AttributeError):
-        return None
-    if kept is None:
-        return None
-    owner, stream, end = kept
-    if owner is not guard or position != end:
-        del _kept[file]
-        stream.close()
-        return None
-    return stream
-
-
-class _Exhausted(io.BytesIO):
-    """What a verified file offers once a load has read it to its end: no
-    bytes (so pickle raises EOFError, as at the end of the file itself)."""
-
-
-def _hand_back(stream: Any, file: Any, *, keep: Guard | None, close: bool = True) -> None:
-    """After unpickling from our copy: leave the caller's file where the
-    pickle ended, as pickle.load would. Keep a verified copy for the next load
-    under the guard ``keep`` when bytes remain after this pickle; else close it
-    (an Unpickler keeps its stream for its own next load: ``close=False``)."""
-    if stream is file or isinstance(stream, _Exhausted):
-        return
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        end = stream.tell()
-        file.seek(end)
-        if keep is not None:
-            more = stream.read(1)
-            stream.seek(end)
-            with contextlib.suppress(TypeError):  # a file object without weak references
-                # The rest of the verified bytes for the next load; at the end,
-                # only the fact that there is nothing more (not the bytes).
-                _kept[file] = (keep, stream if more else _Exhausted(), end)
-                if more:
-                    return
-    if close:
-        stream.close()
 
 
 def _loading(trusted: bool, what: str) -> contextlib.AbstractContextManager[None]:
@@ -122,7 +77,7 @@ def wrap_load(orig: Callable[..., Any], what: str) -> Callable[..., Any]:
             with _loading(trusted, f"{what} of {file!r}"):
                 return orig(stream, *args, **kwargs)
         finally:
-            _hand_back(stream, file, keep=guard if trusted else None)
+            hand_back(stream, file, keep=guard if trusted else None)
 
     load.__wrapped__ = orig  # type: ignore[attr-defined]
     load.__name__ = getattr(orig, "__name__", "load")
@@ -169,7 +124,7 @@ def wrap_unpickler(orig: type, what: str) -> type:
                 with _loading(self._modelsign_trusted, f"{what} of {self._modelsign_file!r}"):
                     return super().load()
             finally:
-                _hand_back(self._modelsign_stream, self._modelsign_file, keep=None, close=False)
+                hand_back(self._modelsign_stream, self._modelsign_file, keep=None, close=False)
 
     Unpickler.__name__ = orig.__name__
     Unpickler.__qualname__ = orig.__qualname__
