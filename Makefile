@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format venv clean bench
+.PHONY: demo test lint docs format venv clean bench
 
 venv: $(STAMP)
 
@@ -27,7 +27,13 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint
+# API reference from the docstrings (pdoc), into build/docs; a docstring
+# reference to a name that does not exist fails it.
+docs: $(STAMP)
+	$(PY) -m pdoc --docformat restructuredtext -o build/docs modelsign
+	$(PY) scripts/check_docrefs.py
+
+test: lint docs
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -55,6 +55,9 @@ _LAZY = {
     "sign": "modelsign.signing",
     "VerifiedModel": "modelsign.verifying",
     "verify": "modelsign.verifying",
+    "BundleClaims": "modelsign.inspecting",
+    "ClaimedSigner": "modelsign.inspecting",
+    "inspect_bundle": "modelsign.inspecting",
     "enforce": "modelsign.hooks",
 }
 
@@ -65,8 +68,10 @@ _MODULES = frozenset(
 
 __all__ = [
     "Anchor",
+    "BundleClaims",
     "CertificateAuthority",
     "CertificateSigner",
+    "ClaimedSigner",
     "Error",
     "HashType",
     "KeySigner",
@@ -85,6 +90,7 @@ __all__ = [
     "__version__",
     "enforce",
     "generate",
+    "inspect_bundle",
     "load_private_key",
     "load_public_key",
     "sign",
@@ -94,6 +100,7 @@ __all__ = [
 if _TYPE_CHECKING:
     from modelsign.errors import Error, UsageError, VerificationError
     from modelsign.hooks import enforce
+    from modelsign.inspecting import BundleClaims, ClaimedSigner, inspect_bundle
     from modelsign.keys import PrivateKey, PublicKey, generate, load_private_key, load_public_key
     from modelsign.manifest import HashType
     from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdentity

@@ -464,42 +464,43 @@ def inspect(
     """Show what a bundle claims (UNVERIFIED: use `verify` to decide trust)."""
     from modelsign.inspecting import inspect_bundle  # noqa: PLC0415
 
-    with _errors():
-        info = inspect_bundle(signature)
+    with _errors(json_output):
+        claims = inspect_bundle(signature)
         if json_output:
-            typer.echo(json.dumps(info, indent=2))
+            typer.echo(json.dumps(claims.to_json(), indent=2))
             return
-        typer.echo(f"bundle:      {info['signature']}  (UNVERIFIED: shows claims only)")
-        signer = info["signer"]
-        typer.echo(f"method:      {signer['method']}")
-        for label, field in (
-            ("key id", "key_id"),
-            ("identity", "identity"),
-            ("issuer", "issuer"),
-            ("log index", "log_index"),
-            ("integrated", "integrated_time"),
-            ("chain", "chain"),
-            ("timestamps", "timestamps"),
+        signer, manifest = claims.signer, claims.manifest
+        ser = manifest.serialization
+        typer.echo(f"bundle:      {claims.signature}  (UNVERIFIED: shows claims only)")
+        typer.echo(f"method:      {signer.method}")
+        for label, value in (
+            ("key id", signer.key_id),
+            ("identity", signer.identity),
+            ("issuer", signer.issuer),
+            ("log index", signer.log_index),
+            ("integrated", signer.integrated_time),
+            ("chain", list(signer.chain) or None),
+            ("timestamps", list(signer.timestamps) or None),
         ):
-            if signer.get(field) is not None:
-                typer.echo(f"{label + ':':<12} {_shown(signer[field])}")
-        typer.echo(f"model name:  {_shown(info['model_name'])}")
-        typer.echo(f"root digest: sha256:{info['root_digest']}")
-        shards = f" of {info['shard_size']} bytes" if info["shard_size"] else ""
-        typer.echo(f"hash type:   {info['hash_type']} ({info['method']}{shards})")
-        if info["ignore_paths"]:
-            typer.echo(f"ignored:     {', '.join(map(_shown, info['ignore_paths']))}")
-        label = "shards:" if info["shard_size"] else "files:"
-        typer.echo(f"{label:<12} {len(info['files'])}")
-        for f in info["files"]:
-            size = "?" if f["size"] is None else f"{f['size']} bytes"
-            size = "" if info["shard_size"] else f"  {size}"
-            typer.echo(f"  {_shown(f['name'])}{size}  {f['digest']}")
-            for m in f["members"]:
-                member = _shown(m["name"])
-                typer.echo(f"    [{f['archive']}] {member}  {m['size']} bytes  {m['digest']}")
-        for name in info["empty_files"]:
-            typer.echo(f"  {_shown(name)}  empty (no shard; signed in annotations.empty_files)")
+            if value is not None:
+                typer.echo(f"{label + ':':<12} {_shown(value)}")
+        typer.echo(f"model name:  {_shown(manifest.model_name)}")
+        typer.echo(f"root digest: sha256:{manifest.root_digest}")
+        shards = f" of {ser.shard_size} bytes" if ser.shard_size else ""
+        typer.echo(f"hash type:   {ser.hash_type} ({ser.method}{shards})")
+        if ser.ignore_paths:
+            typer.echo(f"ignored:     {', '.join(map(_shown, ser.ignore_paths))}")
+        label = "shards:" if ser.shard_size else "files:"
+        typer.echo(f"{label:<12} {len(manifest.resources)}")
+        for r in manifest.resources:
+            size = "?" if r.size is None else f"{r.size} bytes"
+            size = "" if ser.shard_size else f"  {size}"
+            typer.echo(f"  {_shown(r.name)}{size}  {r.digest}")
+            for m in r.members:
+                typer.echo(f"    [{r.archive}] {_shown(m.name)}  {m.size} bytes  {m.digest}")
+        for r in manifest.resources:
+            for name in r.empty_files:
+                typer.echo(f"  {_shown(name)}  empty (no shard; signed in annotations.empty_files)")
 
 
 def _shown(value: object) -> str:

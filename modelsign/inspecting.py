@@ -5,100 +5,155 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from modelsign.bundle import Bundle, CertificateMaterial, KeyMaterial, SigstoreMaterial
 from modelsign.errors import MalformedBundleError
 from modelsign.manifest import Manifest
+from modelsign.signing import Method
 from modelsign.verifying import read_bundle
 
-__all__ = ["inspect_bundle"]
+__all__ = ["BundleClaims", "ClaimedSigner", "inspect_bundle"]
 
 
-def inspect_bundle(signature: str | os.PathLike[str]) -> dict[str, Any]:
-    """A JSON-ready description of the bundle at ``signature``.
+@dataclass(frozen=True)
+class ClaimedSigner:
+    """Who a bundle says signed it. Unverified: a claim, not a finding."""
+
+    method: Method
+    #: Key method: the key id, from the hint or from the embedded key.
+    key_id: str | None = None
+    key_id_source: Literal["hint", "rawBytes"] | None = None
+    #: Certificate and Sigstore methods: the leaf's identity (SAN or subject).
+    identity: str | None = None
+    identities: tuple[str, ...] = ()
+    #: Sigstore: the OIDC issuer, the log index and integrated time (ISO 8601).
+    issuer: str | None = None
+    log_index: int | None = None
+    integrated_time: str | None = None
+    #: Certificate method: the chain's subjects, leaf first, and the times
+    #: the RFC 3161 timestamps claim.
+    chain: tuple[str, ...] = ()
+    timestamps: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for key, value in vars(self).items():
+            if value is None or value == ():
+                continue
+            out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+@dataclass(frozen=True)
+class BundleClaims:
+    """What a bundle claims: its signer and its manifest, unverified."""
+
+    signature: Path
+    signer: ClaimedSigner
+    manifest: Manifest
+
+    def to_json(self) -> dict[str, object]:
+        ser = self.manifest.serialization
+        return {
+            "verified": False,
+            "signature": str(self.signature),
+            "signer": self.signer.to_json(),
+            "model_name": self.manifest.model_name,
+            "root_digest": self.manifest.root_digest,
+            "hash_type": ser.hash_type,
+            "method": ser.method,
+            "shard_size": ser.shard_size,
+            "empty_files": [n for r in self.manifest.resources for n in r.empty_files],
+            "allow_symlinks": ser.allow_symlinks,
+            "ignore_paths": list(ser.ignore_paths),
+            "files": [
+                {
+                    "name": r.name,
+                    "size": r.size,
+                    "digest": r.digest,
+                    "archive": r.archive,
+                    "members": [
+                        {
+                            "name": m.name,
+                            "size": m.size,
+                            "digest": m.digest,
+                            "compression": m.compression,
+                        }
+                        for m in r.members
+                    ],
+                }
+                for r in self.manifest.resources
+            ],
+        }
+
+
+def inspect_bundle(signature: str | os.PathLike[str]) -> BundleClaims:
+    """What the bundle at ``signature`` claims.
 
     Nothing here is verified: the signature is not checked and no file is
     hashed. Use :func:`modelsign.verify` to decide whether to trust a model.
+
+    Args:
+        signature: a bundle file (``model.sig``).
+
+    Returns:
+        The claimed signer and the manifest.
+
+    Raises:
+        MalformedBundleError: not a bundle modelsign can read (also
+            ``MissingSignatureError`` when there is no file).
     """
     path = Path(signature)
     bundle = read_bundle(path)
     manifest = Manifest.from_payload(bundle.envelope.payload)
     material = bundle.material
-    signer: dict[str, Any] = {"method": bundle.method}
     if isinstance(material, KeyMaterial):
-        signer["key_id"] = (
-            material.hint
+        signer = ClaimedSigner(
+            "key",
+            key_id=material.hint
             if material.hint is not None
-            else hashlib.sha256(material.raw_bytes or b"").hexdigest()
+            else hashlib.sha256(material.raw_bytes or b"").hexdigest(),
+            key_id_source="hint" if material.hint is not None else "rawBytes",
         )
-        signer["key_id_source"] = "hint" if material.hint is not None else "rawBytes"
     else:
         try:
-            signer.update(_certificate_signer(bundle, path))
+            signer = _certificate_signer(bundle)
         except Exception as e:  # a malformed certificate must not crash an audit
             raise MalformedBundleError(f"{path}: certificate: {e}") from e
-    return {
-        "verified": False,
-        "signature": str(path),
-        "signer": signer,
-        "model_name": manifest.model_name,
-        "root_digest": manifest.root_digest,
-        "hash_type": manifest.serialization.hash_type,
-        "method": manifest.serialization.method,
-        "shard_size": manifest.serialization.shard_size,
-        "empty_files": [n for r in manifest.resources for n in r.empty_files],
-        "allow_symlinks": manifest.serialization.allow_symlinks,
-        "ignore_paths": list(manifest.serialization.ignore_paths),
-        "files": [
-            {
-                "name": r.name,
-                "size": r.size,
-                "digest": r.digest,
-                "archive": r.archive,
-                "members": [
-                    {
-                        "name": m.name,
-                        "size": m.size,
-                        "digest": m.digest,
-                        "compression": m.compression,
-                    }
-                    for m in r.members
-                ],
-            }
-            for r in manifest.resources
-        ],
-    }
+    return BundleClaims(path, signer, manifest)
 
 
-def _certificate_signer(bundle: Bundle, path: Path) -> dict[str, Any]:
+def _certificate_signer(bundle: Bundle) -> ClaimedSigner:
     from modelsign._backends import certificate as x509  # noqa: PLC0415
 
     material = bundle.material
     if isinstance(material, CertificateMaterial):
         chain = [x509.load_der(c) for c in material.chain]
         who = x509.identity_of(chain[0])
-        out: dict[str, Any] = {
-            "identity": who.primary,
-            "identities": list(who.names),
-            "chain": [c.subject.rfc4514_string() for c in chain],
-        }
+        timestamps: tuple[str, ...] = ()
         if material.timestamps:  # claimed times; verify --tsa decides whether to trust them
             from modelsign._backends.timestamp import claimed_time  # noqa: PLC0415
 
-            out["timestamps"] = [claimed_time(t) for t in material.timestamps]
-        return out
+            timestamps = tuple(claimed_time(t) for t in material.timestamps)
+        return ClaimedSigner(
+            "certificate",
+            identity=who.primary,
+            identities=tuple(who.names),
+            chain=tuple(c.subject.rfc4514_string() for c in chain),
+            timestamps=timestamps,
+        )
     assert isinstance(material, SigstoreMaterial)
     who = x509.identity_of(x509.load_der(material.certificate))
     log_index, integrated = material.log_entry()
-    return {
-        "identity": who.primary,
-        "issuer": who.issuer,
-        "log_index": log_index,
-        "integrated_time": datetime.datetime.fromtimestamp(
-            integrated, datetime.timezone.utc
-        ).isoformat()
-        if isinstance(integrated, int)
-        else None,
-    }
+    return ClaimedSigner(
+        "sigstore",
+        identity=who.primary,
+        issuer=who.issuer,
+        log_index=log_index,
+        integrated_time=None
+        if integrated is None
+        else datetime.datetime.fromtimestamp(integrated, datetime.timezone.utc).isoformat(),
+    )

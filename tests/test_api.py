@@ -229,3 +229,20 @@ def test_policy_refuses_a_dotted_top_level_key(tmp_path: Path, keypair: tuple[Pa
     path.write_text(f'"trust.sigstore" = 5\n[trust]\nkeys = ["{keypair[1]}"]\n')
     with pytest.raises(ConfigError, match="unknown key.*'trust.sigstore'"):
         Policy.load(path)
+
+
+def test_the_docstring_reference_check_catches_a_broken_reference() -> None:
+    """make docs runs scripts/check_docrefs.py: it must be able to fail."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "check_docrefs", Path(__file__).resolve().parents[1] / "scripts" / "check_docrefs.py"
+    )
+    assert spec is not None and spec.loader is not None
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    assert check.resolves("modelsign.errors.Error", errors, None)
+    assert check.resolves("Error", errors, None)
+    assert check.resolves("render", errors, UsageError)
+    assert not check.resolves("modelsign.errors.NoSuchError", errors, None)
+    assert not check.resolves("NoSuchError", errors, None)

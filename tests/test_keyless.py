@@ -216,4 +216,4 @@ def test_model_signing_verifies_a_modelsign_keyless_bundle(
     with pytest.raises(ValueError):
         verifier.verify(copy, copy / "model.sig")
     info = inspect_bundle(model / "model.sig")
-    assert info["signer"]["method"] == "sigstore"
+    assert info.signer.method == "sigstore"

@@ -403,7 +403,7 @@ def test_bundle_keeps_its_timestamps(tmp_path: Path, pki: dict[str, Path], tsa: 
     assert len(bundle.material.timestamps) == 2
     assert Bundle.from_bytes(bundle.to_bytes()) == bundle
     assert json.loads(bundle.to_bytes()) == json.loads(sig.read_bytes())
-    claimed = inspect_bundle(sig)["signer"]["timestamps"]
+    claimed = inspect_bundle(sig).to_json()["signer"]["timestamps"]
     assert claimed == [f"{NOW - d * DAY:%Y-%m-%dT%H:%M:%SZ}" for d in (45, 44)]
 
 

@@ -363,8 +363,10 @@ def test_sigstore_policy_table_and_hook(tmp_path: Path) -> None:
 
 
 def test_inspect_shows_the_sigstore_identity_and_log_entry() -> None:
-    info = inspect_bundle(shared("oms-compat", "v1.1.0-sigstore", "model.sig"))
+    claims = inspect_bundle(shared("oms-compat", "v1.1.0-sigstore", "model.sig"))
+    info = claims.to_json()
     assert info["verified"] is False
+    assert claims.signer.log_index == 598151086
     signer = info["signer"]
     assert signer["method"] == "sigstore"
     assert signer["identity"] == IBM[0]

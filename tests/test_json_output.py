@@ -1,0 +1,140 @@
+"""Every command's --json output, validated against its JSON Schema in
+manifests/cli/: real runs, real bundles, success and refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import referencing
+
+import modelsign
+from tests.conftest import flip_byte, shared
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "manifests" / "cli"
+CLI = [sys.executable, "-m", "modelsign"]
+
+
+def _registry() -> referencing.Registry:
+    resources = []
+    for path in SCHEMAS.glob("*.schema.json"):
+        schema = json.loads(path.read_text())
+        resource = referencing.Resource.from_contents(schema)
+        resources += [(path.name, resource), (schema["$id"], resource)]
+    return referencing.Registry().with_resources(resources)
+
+
+def validate(document: Any, schema_name: str) -> None:
+    schema = json.loads((SCHEMAS / schema_name).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema, registry=_registry())
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+    assert not errors, [f"{list(e.path)}: {e.message}" for e in errors]
+
+
+def run_json(*args: object, env: dict[str, str] | None = None) -> tuple[int, Any]:
+    result = subprocess.run(
+        [*CLI, *map(str, args), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+@pytest.fixture
+def model(tmp_path: Path, keypair: tuple[Path, Path]) -> Path:
+    root = tmp_path / "model"
+    (root / "sub").mkdir(parents=True)
+    (root / "w.bin").write_bytes(b"w" * 3000)
+    (root / "sub" / "c.json").write_text("{}")
+    modelsign.sign(root, keypair[0])
+    return root
+
+
+def test_verify_json_success_and_every_refusal(
+    tmp_path: Path, model: Path, keypair: tuple[Path, Path], other_keypair: tuple[Path, Path]
+) -> None:
+    code, doc = run_json("verify", model, "--key", keypair[1])
+    assert code == 0
+    validate(doc, "verify.schema.json")
+    assert doc["signed_by"]["method"] == "key"
+    code, doc = run_json("verify", model, "--key", other_keypair[1])
+    assert (code, doc["error"]["type"]) == (1, "UntrustedSignerError")
+    validate(doc, "verify.schema.json")
+    flip_byte(model / "w.bin")
+    (model / "extra").write_text("x")
+    (model / "sub" / "c.json").unlink()
+    code, doc = run_json("verify", model, "--key", keypair[1])
+    assert (code, doc["error"]["type"]) == (1, "ModelMismatchError")
+    assert {m["kind"] for m in doc["error"]["mismatches"]} == {"digest", "extra", "missing"}
+    validate(doc, "verify.schema.json")
+    code, doc = run_json("verify", model)
+    assert code == 2
+    validate(doc, "verify.schema.json")
+
+
+def test_verify_json_of_a_shard_bundle(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "big.bin").write_bytes(bytes(range(256)) * 100)
+    (model / "small.bin").write_bytes(b"s" * 10)
+    modelsign.sign(model, keypair[0], shard_size=64)
+    code, doc = run_json("verify", model, "--key", keypair[1])
+    assert code == 0
+    validate(doc, "verify.schema.json")
+    (model / "big.bin").write_bytes(bytes(256) * 100)
+    (model / "small.bin").write_bytes(b"s" * 11)
+    code, doc = run_json("verify", model, "--key", keypair[1])
+    assert code == 1
+    kinds = [m["kind"] for m in doc["error"]["mismatches"]]
+    assert {"shards", "size", "digest"} <= set(kinds)
+    validate(doc, "verify.schema.json")
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [
+        ("oms-compat", "v1.1.0-elliptic-key", "model.sig"),
+        ("oms-compat", "v1.1.0-certificate", "model.sig"),
+        ("oms-compat", "v1.1.0-sigstore", "model.sig"),
+        ("oms-compat", "v0.3.1-elliptic-key", "model.sig"),
+    ],
+    ids=lambda v: v[1],
+)
+def test_inspect_json_of_real_bundles(vector: tuple[str, ...]) -> None:
+    code, doc = run_json("inspect", shared(*vector))
+    assert code == 0
+    validate(doc, "inspect.schema.json")
+
+
+def test_inspect_json_of_modelsign_bundles_and_a_refusal(model: Path, tmp_path: Path) -> None:
+    code, doc = run_json("inspect", model / "model.sig")
+    assert code == 0
+    validate(doc, "inspect.schema.json")
+    bad = tmp_path / "bad.sig"
+    bad.write_text("{}")
+    code, doc = run_json("inspect", bad)
+    assert code == 1
+    validate(doc, "inspect.schema.json")
+
+
+def test_status_json_off_and_on(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MODELSIGN_POLICY"}
+    code, doc = run_json("status", env=env)
+    assert (code, doc["active"]) == (0, False)
+    validate(doc, "status.schema.json")
+    policy = tmp_path / "p.toml"
+    policy.write_text(f'[trust]\nkeys = ["{keypair[1]}"]\n[enforce]\nallowed_globals = ["a.B"]\n')
+    code, doc = run_json("status", env={**env, "MODELSIGN_POLICY": str(policy)})
+    assert (code, doc["active"]) == (0, True)
+    assert doc["audit"] == {"unverified_pickles": "refuse", "allowed_globals": ["a.B"]}
+    validate(doc, "status.schema.json")
