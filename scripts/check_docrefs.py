@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterator
 from types import ModuleType
 
+import modelsign
+
 ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|data|attr|exc|obj):`~?\.?([^`<>\s]+)`")
 
 
@@ -66,8 +68,6 @@ def documented(module: ModuleType) -> Iterator[tuple[str, str, type | None]]:
 
 
 def main() -> int:
-    import modelsign
-
     modules = [modelsign, *(importlib.import_module(f"modelsign.{m}") for m in modelsign._MODULES)]
     broken = []
     for module in modules:

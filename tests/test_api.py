@@ -238,7 +238,8 @@ def test_the_docstring_reference_check_catches_a_broken_reference() -> None:
     spec = importlib.util.spec_from_file_location(
         "check_docrefs", Path(__file__).resolve().parents[1] / "scripts" / "check_docrefs.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(check)
     assert check.resolves("modelsign.errors.Error", errors, None)
