@@ -30,10 +30,13 @@ def read_small(
         raise (missing or error)(f"{path}: no {what} file") from e
     except OSError as e:
         raise error(f"{path}: cannot read {what}: {e.strerror}") from e
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise error(f"{path}: is a folder, not a {what} file")
+        raise error(f"{path}: the {what} is not a regular file")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise error(f"{path}: the {what} is not a regular file")
         if st.st_size > limit:
             raise (too_large or error)(
                 f"{path}: the {what} is {st.st_size} bytes, over the limit of {limit}"

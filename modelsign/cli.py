@@ -40,7 +40,8 @@ _FLAGS = {
     "trust": "--key, --ca/--identity, --identity/--issuer or --policy: ",
     "shard_size": "--shard-size ",
     "ignore_paths": "--ignore-path",
-    "passphrase": "--passphrase-file or MODELSIGN_PASSPHRASE",
+    "passphrase": "--passphrase-file or MODELSIGN_PASSPHRASE (or type it on a terminal)",
+    "force": "--force",
     "identity_token": "--identity-token, --identity-token-file or --oauth",
 }
 
@@ -58,12 +59,14 @@ def _errors(json_output: bool = False) -> Iterator[None]:
     except typer.Exit:
         raise
     except Error as e:
+        message = e.diagnostics()
         if isinstance(e, UsageError) and e.parameter in _FLAGS:
-            e = type(e)(e.render(_FLAGS[e.parameter]))  # in the command line's terms
+            message = e.render(_FLAGS[e.parameter])  # in the command line's terms
         if json_output:
-            typer.echo(json.dumps({"verified": False, "error": e.to_json()}, indent=2))
+            error = {**e.to_json(), "message": message}
+            typer.echo(json.dumps({"verified": False, "error": error}, indent=2))
         label = "rejected" if e.exit_code == EXIT_REJECTED else "error"
-        _fail(f"{label}: {e.diagnostics()}", e.exit_code)
+        _fail(f"{label}: {message}", e.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except Exception as e:  # the CLI must not show a traceback
@@ -84,6 +87,28 @@ def _read_passphrase(passphrase_file: Path | None) -> bytes | None:
         return data.rstrip(b"\r\n") or None
     env = os.environ.get("MODELSIGN_PASSPHRASE")
     return env.encode("utf-8") if env else None
+
+
+def _private_key(path: Path, passphrase_file: Path | None) -> Any:
+    """Load a signing key. A passphrase from ``--passphrase-file`` must fit the
+    key; one from ``MODELSIGN_PASSPHRASE`` is ambient, so an unencrypted key
+    loads without it. An encrypted key with no passphrase is prompted for on
+    a terminal (never echoed)."""
+    from modelsign.errors import PassphraseError  # noqa: PLC0415
+    from modelsign.keys import load_private_key  # noqa: PLC0415
+
+    passphrase = _read_passphrase(passphrase_file)
+    try:
+        return load_private_key(path, passphrase)
+    except PassphraseError as e:
+        if not e.needed and passphrase_file is None:  # only the environment's
+            return load_private_key(path, None)
+        if e.needed and sys.stdin.isatty():
+            import getpass  # noqa: PLC0415
+
+            typed = getpass.getpass(f"passphrase for {path}: ").encode("utf-8")
+            return load_private_key(path, typed or None)
+        raise
 
 
 class _Reporter:
@@ -179,6 +204,12 @@ def _stderr_console() -> Any:
 
 
 _SIZE = re.compile(r"([0-9]{1,30})(?:([KMGT])(?:i?B)?|B)?", re.IGNORECASE)
+
+
+def _not_a_folder(path: Path | None, what: str) -> None:
+    """A path option that names a file: a folder there is a usage mistake."""
+    if path is not None and path.is_dir():
+        raise UsageError(f"{path}: is a folder, not a {what} file")
 
 
 def _parse_size(text: str | None) -> int | None:
@@ -287,6 +318,10 @@ def sign(
             metavar="SIZE",
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace a bundle by another signer (its signature is lost)."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Sign a model: hash every file and write an OMS v1.0 bundle.
@@ -295,7 +330,6 @@ def sign(
     certificate method. With --sigstore: keyless (identity token from
     --identity-token[-file], the CI environment, or --oauth).
     """
-    from modelsign.keys import load_private_key  # noqa: PLC0415
     from modelsign.signing import (  # noqa: PLC0415
         CertificateSigner,
         KeySigner,
@@ -305,6 +339,7 @@ def sign(
     from modelsign.signing import sign as do_sign  # noqa: PLC0415
 
     with _errors():
+        _not_a_folder(signature, "signature")
         signer: Signer
         if use_sigstore:
             if key is not None or certificate is not None:
@@ -321,7 +356,7 @@ def sign(
                 "give --key (with --certificate for the certificate method) or --sigstore"
             )
         else:
-            private = load_private_key(key, _read_passphrase(passphrase_file))
+            private = _private_key(key, passphrase_file)
             signer = (
                 CertificateSigner.from_files(private, certificate, certificate_chain or ())
                 if certificate is not None
@@ -334,6 +369,7 @@ def sign(
                 signature=signature,
                 hash_type=cast("HashType", hash_type),  # sign() says which it knows
                 ignore_paths=ignore_path or (),
+                force=force,
                 progress=progress,
                 shard_size=_parse_size(shard_size),
             )
@@ -409,6 +445,7 @@ def verify(
     from modelsign.verifying import verify as do_verify  # noqa: PLC0415
 
     with _errors(json_output):
+        _not_a_folder(signature, "signature")
         anchors: list[Anchor] = [load_public_key(k) for k in key or ()]
         if ca is not None:
             if not identity:

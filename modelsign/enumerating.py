@@ -193,7 +193,9 @@ def _walk(
                     blob = symlink_target(path, blobs)
                     if blob is None and not allow_symlinks:
                         raise UnsafeModelError(
-                            f"{path}: symbolic link in the model (target {os.readlink(path)!r})"
+                            f"{path}: symbolic link in the model (target {os.readlink(path)!r}); "
+                            f"to leave it out, ignore the path {rel!r} (--ignore-path {rel}, "
+                            "or ignore_paths=[...] from Python)"
                         )
                     # Hash the target itself: the file is opened without
                     # following links, so a link swapped in later is refused.

@@ -37,6 +37,7 @@ __all__ = [
     "MissingSignatureError",
     "ModelMismatchError",
     "OverwriteError",
+    "PassphraseError",
     "UnsafeArchiveError",
     "UnsafeLoadError",
     "UnsafeModelError",
@@ -110,6 +111,15 @@ class ConfigError(UsageError):
 
 class KeyLoadError(UsageError):
     """A key file cannot be read or parsed, or holds an unsupported key."""
+
+
+class PassphraseError(KeyLoadError):
+    """A key needs a passphrase that was not given (``needed``), or was given
+    one it does not need (an unencrypted key)."""
+
+    def __init__(self, message: str, *, needed: bool, parameter: str | None = None) -> None:
+        self.needed = needed
+        super().__init__(message, parameter=parameter)
 
 
 class OverwriteError(UsageError):

@@ -12,7 +12,7 @@ from typing import Literal
 from modelsign.bundle import Bundle, CertificateMaterial, KeyMaterial, SigstoreMaterial
 from modelsign.errors import MalformedBundleError
 from modelsign.manifest import Manifest
-from modelsign.signing import Method
+from modelsign.signing import Method, default_signature_path
 from modelsign.verifying import read_bundle
 
 __all__ = ["BundleClaims", "ClaimedSigner", "inspect_bundle"]
@@ -97,7 +97,7 @@ def inspect_bundle(signature: str | os.PathLike[str]) -> BundleClaims:
     hashed. Use :func:`modelsign.verify` to decide whether to trust a model.
 
     Args:
-        signature: a bundle file (``model.sig``).
+        signature: a bundle file, or a model folder (its ``model.sig``).
 
     Returns:
         The claimed signer and the manifest.
@@ -107,6 +107,8 @@ def inspect_bundle(signature: str | os.PathLike[str]) -> BundleClaims:
             ``MissingSignatureError`` when there is no file).
     """
     path = Path(signature)
+    if path.is_dir():  # a model folder: its bundle
+        path = default_signature_path(path)
     bundle = read_bundle(path)
     manifest = Manifest.from_payload(bundle.envelope.payload)
     material = bundle.material

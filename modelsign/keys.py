@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 from modelsign._atomic import write_atomic
 from modelsign._backends import Backend, all_backends
 from modelsign._files import read_small
-from modelsign.errors import ConfigError, KeyLoadError, OverwriteError
+from modelsign.errors import ConfigError, KeyLoadError, OverwriteError, PassphraseError
 
 __all__ = [
     "ALGORITHMS",
@@ -127,12 +127,15 @@ def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = No
         key = serialization.load_pem_private_key(data, password=passphrase or None)
     except TypeError as e:
         if passphrase:
-            raise KeyLoadError(
+            raise PassphraseError(
                 f"{p}: the key is not encrypted but a passphrase was given with {{param}}",
+                needed=False,
                 parameter="passphrase",
             ) from e
-        raise KeyLoadError(
-            f"{p}: the key is encrypted; give its passphrase with {{param}}", parameter="passphrase"
+        raise PassphraseError(
+            f"{p}: the key is encrypted; give its passphrase with {{param}}",
+            needed=True,
+            parameter="passphrase",
         ) from e
     except ValueError as e:
         raise KeyLoadError(

@@ -201,6 +201,15 @@ class Policy:
         object.__setattr__(self, "allowed_globals", frozenset(self.allowed_globals))
         for name in self.allowed_globals:
             _check_global(name, self.source)
+        for folder in self.scope:
+            if not os.path.isdir(folder):
+                # A scope that names nothing guards nothing: enforcement
+                # would be on, and every load unchecked.
+                raise ConfigError(
+                    f"{self.source}: [enforce] scope {folder!r} is not a folder (relative "
+                    "scopes are relative to the policy file): the policy would guard nothing "
+                    "there"
+                )
 
     def describe(self) -> str:
         """Where the policy comes from and its mode, for messages."""

@@ -21,7 +21,7 @@ from modelsign._atomic import temporary_name_prefix, write_atomic
 from modelsign._files import read_small
 from modelsign.bundle import PAYLOAD_TYPE, Bundle, CertificateMaterial, Envelope, KeyMaterial, pae
 from modelsign.enumerating import DEFAULT_IGNORES, ModelFile, ModelTree, enumerate_model
-from modelsign.errors import UnsafeModelError, UsageError
+from modelsign.errors import Error, OverwriteError, UnsafeModelError, UsageError
 from modelsign.hashing import Progress, hash_files
 from modelsign.keys import PrivateKey, PublicKey, load_private_key
 from modelsign.manifest import HashType, Manifest, Serialization, check_shard_path
@@ -262,6 +262,7 @@ def sign(
     hash_type: HashType = "sha256",
     shard_size: int | None = None,
     ignore_paths: Iterable[str] = (),
+    force: bool = False,
     progress: Progress | None = None,
     workers: int | None = None,
 ) -> SignedModel:
@@ -281,6 +282,8 @@ def sign(
         ignore_paths: paths relative to a model folder to leave out (exact; a
             folder leaves out its subtree); recorded in the bundle with the
             default exclusions.
+        force: replace a bundle by another signer (or one that cannot be
+            read); without it that is refused, naming whose signature it holds.
         progress: told about files and bytes as they are hashed.
         workers: hashing threads (default: one per core).
 
@@ -289,7 +292,8 @@ def sign(
 
     Raises:
         UsageError: bad arguments (``parameter`` names which), an unreadable
-            key, an identity token that cannot be had.
+            key, an identity token that cannot be had; ``OverwriteError`` for a
+            bundle by another signer, without ``force``.
         UnsafeModelError: a symlink, special file, bad name or empty model.
         UnsafeArchiveError: an ambiguous archive modelsign will not vouch for.
     """
@@ -306,6 +310,8 @@ def sign(
     # Everything that can fail on the caller's input fails before hashing.
     keyless = _keyless(signer) if isinstance(signer, SigstoreSigner) else None
     sig_path = Path(signature) if signature is not None else default_signature_path(model_path)
+    if not force and os.path.lexists(sig_path):
+        _refuse_replacing(sig_path, _signer_of(signer, keyless))
     user_ignores = tuple(ignore_paths)
     if model_path.is_dir():
         ignores = tuple(dict.fromkeys((*user_ignores, *DEFAULT_IGNORES)))
@@ -353,6 +359,44 @@ def sign(
         manifest,
         SignedBy(method, key_id=public.key_id, algorithm=public.algorithm, identity=identity),
     )
+
+
+def _signer_of(signer: Signer, keyless: tuple[Any, Any] | None) -> str:
+    """Who ``signer`` is, as a bundle's claims say it: a key id or an identity."""
+    if isinstance(signer, KeySigner):
+        return f"key {signer.key.public_key().key_id}"
+    if isinstance(signer, CertificateSigner):
+        from modelsign._backends import certificate as x509  # noqa: PLC0415
+
+        return f"certificate for {x509.identity_of(x509.load_der(signer.chain[0])).primary!r}"
+    assert keyless is not None
+    return f"Sigstore identity {_token_identity(keyless[0])!r}"
+
+
+def _refuse_replacing(signature: Path, ours: str) -> None:
+    """Replacing a bundle by another signer loses their signature: refuse
+    unless asked (``force``), saying whose it is. Re-signing by the same
+    signer replaces it."""
+    from modelsign.inspecting import inspect_bundle  # noqa: PLC0415
+
+    try:
+        claimed = inspect_bundle(signature).signer
+    except Error as e:
+        theirs = f"a bundle that cannot be read ({e})"
+    else:
+        if claimed.method == "key":
+            theirs = f"key {claimed.key_id}"
+        elif claimed.method == "certificate":
+            theirs = f"certificate for {claimed.identity!r}"
+        else:
+            theirs = f"Sigstore identity {claimed.identity!r}"
+    if theirs != ours:
+        raise OverwriteError(
+            f"{signature}: already holds a signature by {theirs}; signing as {ours} would "
+            "replace it: to replace it, sign with force=True (on the command line, --force), "
+            "or write the new bundle elsewhere (signature=, --signature)",
+            parameter="force",
+        )
 
 
 def _as_signer(signer: object) -> Signer:

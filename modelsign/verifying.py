@@ -33,6 +33,7 @@ from modelsign.errors import (
     MissingSignatureError,
     ModelMismatchError,
     UntrustedSignerError,
+    UsageError,
     VerificationError,
 )
 from modelsign.hashing import (
@@ -430,10 +431,14 @@ def verify(
             why (``DigestMismatchError`` and its siblings list every
             difference; ``InvalidSignatureError``, ``UntrustedSignerError``,
             ``MalformedBundleError``, ``MissingSignatureError``, ...).
-        UsageError: bad arguments (``ConfigError`` for ``trust``).
+        UsageError: bad arguments: a model path that does not exist,
+            ``ConfigError`` for ``trust``.
     """
     policy = Policy.of(trust)
     model_path = Path(model)
+    if not os.path.lexists(model_path):
+        # A typo, not a rejected model: nothing was judged.
+        raise UsageError(f"{model_path}: no such file or folder")
     sig_path = Path(signature) if signature is not None else default_signature_path(model_path)
     bundle = read_bundle(sig_path, max_bytes=max_bundle_bytes)
     manifest, signer = check_bundle(bundle, policy, source=str(sig_path), now=now)

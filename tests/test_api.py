@@ -93,6 +93,8 @@ def _example(cls: type[Error]) -> Error:
                 Mismatch("extra", "y"),
             ),
         )
+    if issubclass(cls, errors.PassphraseError):
+        return cls("k.key: the key is encrypted ({param})", needed=True, parameter="passphrase")
     if issubclass(cls, UsageError):
         return cls("{param}3: too small", parameter="shard_size")
     return cls("something is wrong")

@@ -219,6 +219,7 @@ def test_1_thread_still_inside_enforce_stays_protected_when_another_thread_leave
 @pytest.fixture
 def scoped_policy(tmp_path: Path, trusted_key: tuple[Path, Path]) -> Policy:
     path = tmp_path / "policy.toml"
+    (tmp_path / "models").mkdir(exist_ok=True)
     path.write_text(f'[trust]\nkeys = ["{trusted_key[1]}"]\n[enforce]\nscope = ["models"]\n')
     return Policy.load(path)
 
@@ -1102,7 +1103,7 @@ def test_extra_scoped_link_to_an_outside_folder_via_pickle_load(
 ) -> None:
     """As 2, with the link one level up: models/m -> attacker/ (a linked
     folder, as a shared model store mounted into the tree)."""
-    (tmp_path / "models").mkdir()
+    (tmp_path / "models").mkdir(exist_ok=True)
     (tmp_path / "models" / "m").symlink_to(evil_pkl.parent)
     with hooks.enforce(scoped_policy), open(tmp_path / "models" / "m" / "model.pkl", "rb") as f:
         with refused(marker, r"model\.pkl|builtins|eval"):

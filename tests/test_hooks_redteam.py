@@ -66,6 +66,7 @@ def policy(trusted_key: tuple[Path, Path]) -> Policy:
 def scoped_policy(tmp_path: Path, trusted_key: tuple[Path, Path]) -> Policy:
     """Signatures required under tmp_path/models only (the victim's model store)."""
     path = tmp_path / "policy.toml"
+    (tmp_path / "models").mkdir(exist_ok=True)
     path.write_text(f'[trust]\nkeys = ["{trusted_key[1]}"]\n[enforce]\nscope = ["models"]\n')
     return Policy.load(path)
 
