@@ -21,7 +21,7 @@ from modelsign.errors import DigestMismatchError, UntrustedSignerError, UsageErr
 from modelsign.inspecting import inspect_bundle
 from modelsign.policy import SigstoreIdentity
 from modelsign.signing import SigstoreSigner
-from tests.conftest import flip_byte
+from tests.conftest import flip_byte, require
 from tests.fakesigstore import FakeSigstore, fake_sigstore
 
 ALICE = "alice@example.com"
@@ -204,7 +204,7 @@ def test_keyless_needs_an_identity_token(
 def test_model_signing_verifies_a_modelsign_keyless_bundle(
     model: Path, fake: FakeSigstore, tmp_path: Path
 ) -> None:
-    model_signing = pytest.importorskip("model_signing", exc_type=ImportError)
+    model_signing = require("model_signing", "the reference implementation verifies here")
     _sign(model, fake)
     verifier = model_signing.verifying.Config().use_sigstore_verifier(
         identity=ALICE, oidc_issuer=fake.issuer, trust_config=fake.trust_config_path

@@ -32,7 +32,7 @@ from modelsign.guard import Guard
 from modelsign.inspecting import inspect_bundle
 from modelsign.policy import CertificateAuthority, Policy, SigstoreIdentity
 from modelsign.signing import CertificateSigner
-from tests.conftest import flip_byte, shared
+from tests.conftest import flip_byte, require, shared
 from tests.tsakit import issue
 
 IBM = ("stefanb@us.ibm.com", "https://sigstore.verify.ibm.com/oauth2")
@@ -250,7 +250,7 @@ def test_reference_certificate_bundles(tmp_path: Path, folder: str) -> None:
 def test_model_signing_verifies_a_modelsign_certificate_bundle(
     tmp_path: Path, pki: dict[str, Path]
 ) -> None:
-    model_signing = pytest.importorskip("model_signing", exc_type=ImportError)
+    model_signing = require("model_signing", "the reference implementation verifies here")
     model = _model(tmp_path)
     _sign_with_certificate(model, pki)
     verifier = model_signing.verifying.Config().use_certificate_verifier(
