@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from sigstore.errors import VerificationError as SigstoreVerificationError
 
 import modelsign
 from modelsign import keys
@@ -377,3 +379,93 @@ def test_broken_message_signature_vector_is_not_an_oms_bundle() -> None:
     base = shared("sigstore", "broken-msgsig-tampered-artifact")
     with pytest.raises(MalformedBundleError, match="no dsseEnvelope"):
         modelsign.verify(base / "a.txt", _ibm(), signature=base / "a.txt.sigstore.json")
+
+
+# ------------------------------------ what modelsign makes of every real vector
+
+BEACON = (
+    "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
+    ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main",
+    "https://token.actions.githubusercontent.com",
+)
+WHEEL = (
+    "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2",
+    "https://token.actions.githubusercontent.com",
+)
+JKU = ("jku@goto.fi", "https://github.com/login/oauth")
+FAKESTORE = ("alice@example.com", "https://oidc.fakestore.invalid")
+FAKESTORE_ROOT = "fakestore-selfmade/trusted_root.json"
+
+#: (vector folder, model, signature (None: model.sig), (identity, issuer),
+#:  root: "production", "staging" or a trusted root file under the vectors,
+#:  the exact class modelsign raises, the class of its __cause__, in its message)
+REAL_VECTORS = [
+    # Genuine OMS bundles under a root that did not certify them: sigstore refuses.
+    ("prod-dsse-model-signing-v1.1.0", None, None, IBM, "staging",
+     UntrustedSignerError, SigstoreVerificationError, "sigstage"),
+    ("prod-dsse-model-signing-v1.0.1", None, None, IBM, "staging",
+     UntrustedSignerError, SigstoreVerificationError, "sigstage"),
+    ("prod-dsse-model-signing-v1.1.0", None, None, IBM, FAKESTORE_ROOT,
+     UntrustedSignerError, SigstoreVerificationError, "fakestore-selfmade"),
+    # The payload changed after signing: modelsign's own DSSE check, under any root.
+    ("broken-dsse-model-signing-tampered-payload", None, None, IBM, "production",
+     InvalidSignatureError, InvalidSignature, "invalid signature"),
+    ("broken-dsse-model-signing-tampered-payload", None, None, IBM, "staging",
+     InvalidSignatureError, InvalidSignature, "invalid signature"),
+    # DSSE in-toto bundles that are not OMS: signature and log verify under their
+    # own root, then the statement is refused; under another root, the signer is.
+    ("prod-dsse-conformance-intoto", "a.txt", "a.txt.intoto.sigstore.json", BEACON,
+     "production", MalformedBundleError, MalformedBundleError, "predicateType"),
+    ("prod-dsse-conformance-intoto", "a.txt", "a.txt.intoto.sigstore.json", BEACON,
+     "staging", UntrustedSignerError, SigstoreVerificationError, "sigstage"),
+    ("staging-dsse-rekor2", "a.txt", "a.txt.intoto.sigstore.json", BEACON,
+     "staging", MalformedBundleError, MalformedBundleError, "predicateType"),
+    ("staging-dsse-rekor2", "a.txt", "a.txt.intoto.sigstore.json", BEACON,
+     "production", UntrustedSignerError, SigstoreVerificationError, "sigstore.dev"),
+    ("fakestore-selfmade", "manifest.json", "manifest.json.intoto.sigstore.json", FAKESTORE,
+     FAKESTORE_ROOT, MalformedBundleError, MalformedBundleError, "predicateType"),
+    ("fakestore-selfmade", "manifest.json", "manifest.json.intoto.sigstore.json", FAKESTORE,
+     "production", UntrustedSignerError, SigstoreVerificationError, "sigstore.dev"),
+    # Message signatures (no DSSE envelope) are not OMS bundles, whatever the root.
+    ("prod-msgsig-conformance-v0.3", "a.txt", "a.txt.sigstore.json", BEACON, "production",
+     MalformedBundleError, MalformedBundleError, "no dsseEnvelope"),
+    ("prod-msgsig-github-wheel", "bundle_v3_github.whl", "bundle_v3_github.whl.sigstore",
+     WHEEL, "production", MalformedBundleError, MalformedBundleError, "not a Sigstore bundle v0.3"),
+    ("staging-msgsig-rekor2", "staging-rekor-v2.txt", "staging-rekor-v2.txt.sigstore.json",
+     JKU, "staging", MalformedBundleError, MalformedBundleError, "no dsseEnvelope"),
+    ("fakestore-selfmade", "manifest.json", "manifest.json.sigstore.json", FAKESTORE,
+     FAKESTORE_ROOT, MalformedBundleError, MalformedBundleError, "no dsseEnvelope"),
+    ("broken-msgsig-tampered-artifact", "a.txt", "a.txt.sigstore.json", BEACON, "production",
+     MalformedBundleError, MalformedBundleError, "no dsseEnvelope"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("folder", "model", "signature", "who", "root", "expected", "cause", "message"),
+    REAL_VECTORS,
+    ids=[f"{v[0]}/{v[2] or 'model.sig'} under {Path(v[4]).parts[0]}" for v in REAL_VECTORS],
+)
+def test_real_sigstore_vector_is_classified(
+    folder: str,
+    model: str | None,
+    signature: str | None,
+    who: tuple[str, str],
+    root: str,
+    expected: type[Exception],
+    cause: type[BaseException],
+    message: str,
+) -> None:
+    base = shared("sigstore", folder)
+    if root in ("production", "staging"):
+        trust = SigstoreIdentity(*who, root)
+    else:
+        trust = SigstoreIdentity(*who, trust_root=shared("sigstore", root))
+    with pytest.raises(expected, match=message) as caught:
+        modelsign.verify(
+            base / model if model else base,
+            [trust],
+            signature=base / signature if signature else None,
+            ignore_paths=() if model else ["ignore-me"],
+        )
+    assert type(caught.value) is expected, caught.value
+    assert isinstance(caught.value.__cause__, cause), repr(caught.value.__cause__)
