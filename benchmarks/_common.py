@@ -1,5 +1,5 @@
 """What the benchmark scripts share: sizes, the page cache, the machine, the
-hashlib limit.
+hashlib limit, and how goals are judged (a failed run is never a goal met).
 
 compare.py imports this module in every fresh "hashlib limit" process, so its
 top-level imports are kept cheap (argparse, re and platform are imported where
@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 MIB = 1024 * 1024
@@ -139,3 +139,62 @@ def versions(*dists: str) -> str:
         except PackageNotFoundError:
             out.append(f"{dist} (not installed)")
     return ", ".join(out)
+
+
+# --- goals and failures ---------------------------------------------------------------------
+
+#: The verdicts of a goal. FAILED: there is no figure to judge, because the run
+#: failed (an error, wrong digests): it counts as not met, never as met.
+MET, MISSED, FAILED = "met", "MISSED", "FAILED"
+
+
+def verdict(value: float | None, goal: float, *, at_least: bool = False) -> str:
+    """``value`` against ``goal`` (at most ``goal``, or with ``at_least`` at
+    least); ``None``, a run that failed, is FAILED."""
+    if value is None:
+        return FAILED
+    return MET if (value >= goal if at_least else value <= goal) else MISSED
+
+
+def goals_line(verdicts: Iterable[str]) -> str:
+    """``"3 of 5 met; 1 MISSED; 1 FAILED (the run failed: no figure)"``: only met is met."""
+    verdicts = list(verdicts)
+    line = f"{verdicts.count(MET)} of {len(verdicts)} met"
+    if verdicts.count(MISSED):
+        line += f"; {verdicts.count(MISSED)} MISSED"
+    if verdicts.count(FAILED):
+        line += f"; {verdicts.count(FAILED)} FAILED (the run failed: no figure)"
+    return line
+
+
+def digest_differences(got: Mapping[str, str], expected: Mapping[str, str]) -> list[str]:
+    """One line per name whose digest differs from the reference, or is only
+    on one side; empty when every digest is the reference's."""
+    lines = []
+    for name in sorted(set(got) | set(expected)):
+        mine, theirs = got.get(name), expected.get(name)
+        if mine != theirs:
+            lines.append(f"{name}: engine {mine or '(none)'}, reference {theirs or '(none)'}")
+    return lines
+
+
+def sha256_ranges(
+    path: Path, size: int, buffer_size: int = HASH_BUFFER
+) -> dict[tuple[int, int], str]:
+    """SHA-256 of each ``size``-byte range of ``path`` with hashlib: (start, end) -> hex."""
+    out: dict[tuple[int, int], str] = {}
+    buf = bytearray(min(buffer_size, size))
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        start = 0
+        while True:
+            h = hashlib.sha256()
+            left = size
+            while left and (n := f.readinto(view[: min(left, len(buf))])):
+                h.update(view[:n])
+                left -= n
+            end = start + size - left
+            if end == start:
+                return out
+            out[start, end] = h.hexdigest()
+            start = end

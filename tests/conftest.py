@@ -1,25 +1,195 @@
-"""Shared fixtures: real keys, real models, the read-only shared test data."""
+"""Shared fixtures: real keys, real models, the read-only shared test data;
+and the suite's two modes.
+
+**Strict mode** (where CI runs): ``../shared/testdata`` exists beside the
+repository and every dependency of the ``test`` extra in ``pyproject.toml``
+imports. Then nothing may be skipped: a skip fails its test, naming the reason
+it gave. **User mode** (anywhere else, e.g. a fresh clone without
+``../shared``): tests that need what is missing skip, and ``-ra`` lists why.
+The header and the end of every run say which mode it used and why.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import importlib.util
 import json
 import os
-from collections.abc import Callable, Iterator
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+from packaging.requirements import Requirement
 
 from modelsign import keys
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - tomli is a dependency below 3.11
+    import tomli as tomllib
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SHARED = REPOSITORY.parent / "shared" / "testdata"
 
 
 def shared(*parts: str) -> Path:
     """A path under ../shared/testdata, or skip when that folder is absent."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is absent (a fresh clone has no ../shared/testdata)")
+        pytest.skip(
+            f"{path} is absent (a fresh clone has no ../shared/testdata)", allow_module_level=True
+        )
     return path
+
+
+def require(module: str, why: str) -> ModuleType:
+    """Import a test dependency, or skip when it is not installed at all.
+
+    Unlike ``pytest.importorskip(..., exc_type=ImportError)``, a dependency
+    that is installed but fails to import (a broken install, a missing
+    dependency of its own) fails the test with its real error instead of
+    skipping it."""
+    if importlib.util.find_spec(module.partition(".")[0]) is None:
+        pytest.skip(
+            f"{module} is not installed ({why}; pip install 'modelsign[test]')",
+            allow_module_level=True,
+        )
+    return importlib.import_module(module)
+
+
+# --------------------------------------------------------------------------
+# Strict mode: where CI runs, a skip is a failure.
+
+
+@dataclass(frozen=True)
+class Mode:
+    strict: bool
+    why: str
+
+    def describe(self) -> str:
+        if self.strict:
+            return f"strict (any skip fails the run): {self.why}"
+        return f"user (skips allowed, listed with their reasons): {self.why}"
+
+
+_MODE = pytest.StashKey[Mode]()
+
+#: Imports each module named on the command line in a fresh interpreter (so that
+#: the probe leaves this process as it was); prints {module: error} as JSON.
+_PROBE = """
+import importlib, json, sys
+failed = {}
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except BaseException as e:
+        failed[name] = f"{type(e).__name__}: {e}"
+print(json.dumps(failed))
+"""
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def extra_requirements() -> list[Requirement]:
+    """The ``test`` extra of pyproject.toml, for this interpreter (markers applied)."""
+    project = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["optional-dependencies"]["test"]]
+    return [r for r in reqs if r.marker is None or r.marker.evaluate({"extra": "test"})]
+
+
+def import_names(distribution: str, modules: dict[str, list[str]]) -> list[str]:
+    """The top-level modules to import for ``distribution``: the one named
+    like it if there is one (``model-signing``: ``model_signing``), else all
+    its public ones (``pyopenssl``: ``OpenSSL``)."""
+    own = sorted(m for m, dists in modules.items() if distribution in map(_normalize, dists))
+    public = [m for m in own if not m.startswith("_")]
+    named = distribution.replace("-", "_")
+    return [m for m in public if m.lower() == named] or public
+
+
+def suite_mode() -> Mode:
+    """Strict exactly when ../shared/testdata exists and every test extra imports."""
+    if not SHARED.is_dir():
+        return Mode(False, f"{SHARED} is absent")
+    modules = importlib.metadata.packages_distributions()
+    missing, probe = [], {}
+    for req in extra_requirements():
+        names = import_names(_normalize(req.name), modules)
+        if not names:
+            missing.append(f"{req.name} is not installed")
+        for name in names:
+            probe[name] = req.name
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, *probe],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        missing.append(f"the import probe failed: {result.stderr.strip()}")
+    else:
+        failed: dict[str, str] = json.loads(result.stdout)
+        missing += [f"{probe[m]} does not import ({m}: {e})" for m, e in failed.items()]
+    if missing:
+        return Mode(False, "; ".join(missing))
+    return Mode(True, f"{SHARED} is present and all {len(probe)} test-extra imports work")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_MODE] = suite_mode()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"modelsign test mode: {config.stash[_MODE].describe()}"
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    terminalreporter.write_sep("-", f"modelsign test mode: {config.stash[_MODE].describe()}")
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # (path, line, "Skipped: reason")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _fail_skip(config: pytest.Config, report: pytest.TestReport | pytest.CollectReport) -> None:
+    if not report.skipped or hasattr(report, "wasxfail") or not config.stash[_MODE].strict:
+        return
+    report.outcome = "failed"
+    report.longrepr = (
+        f"skipped: {_skip_reason(report)}\n"
+        f"A skip fails the run in strict mode ({config.stash[_MODE].why})."
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    _fail_skip(item.config, report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    _fail_skip(collector.config, report)
+    return report
 
 
 @pytest.fixture(autouse=True)

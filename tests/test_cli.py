@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelsign import keys
+from modelsign.bundle import Bundle
 from tests.conftest import flip_byte, shared
 
 MakeModel = Callable[..., Path]
@@ -227,6 +228,7 @@ def test_killed_signing_leaves_old_or_complete_bundle(
     assert cli("sign", model, "--key", keypair[0], "-q").returncode == 0
     old = (model / "model.sig").read_bytes()
     (model / "config.json").write_text('{"v": 2}')  # a new signature would differ
+    outcomes = []
     for delay in (0.05, 0.2, 0.4, 0.8):
         proc = subprocess.Popen(
             [sys.executable, "-m", "modelsign", "sign", str(model), "--key", str(keypair[0]), "-q"]
@@ -235,8 +237,15 @@ def test_killed_signing_leaves_old_or_complete_bundle(
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         current = (model / "model.sig").read_bytes()
-        if current != old:
-            assert cli("verify", model, "--key", keypair[1]).returncode == 0
+        Bundle.from_bytes(current)  # complete, whichever it is
+        result = cli("verify", model, "--key", keypair[1])
+        outcomes.append("old" if current == old else "new")
+        if current == old:  # intact, so it refuses the changed config.json
+            assert result.returncode == 1, result.stderr
+            assert "config.json" in result.stderr
+        else:  # the new one, whole
+            assert result.returncode == 0, result.stderr
+    print("sign killed after (0.05, 0.2, 0.4, 0.8) s:", outcomes)  # shown with -s
 
 
 def test_key_paths_import_neither_sigstore_nor_torch(

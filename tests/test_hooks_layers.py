@@ -32,7 +32,7 @@ from modelsign.errors import (
 )
 from modelsign.hooks import _audit
 from modelsign.policy import Policy
-from tests.conftest import flip_byte
+from tests.conftest import flip_byte, require
 
 
 @pytest.fixture(autouse=True)
@@ -372,7 +372,7 @@ def test_a_forkserver_started_before_install_is_restarted(policy: Policy) -> Non
 
 
 def test_joblib_parallel_with_loky_works_under_enforcement(policy: Policy) -> None:
-    joblib = pytest.importorskip("joblib")
+    joblib = require("joblib", "joblib's loky backend is what this tests")
     with hooks.enforce(policy):
         out = joblib.Parallel(n_jobs=2, backend="loky")(joblib.delayed(Record)(i) for i in range(4))
     assert [r.x for r in out] == [0, 1, 2, 3]

@@ -21,15 +21,12 @@ from pathlib import Path
 
 import pytest
 
-# Any ImportError skips, not only pytest's default ModuleNotFoundError: a
-# model_signing that is installed but cannot import is not there either.
-pytest.importorskip(
-    "model_signing",
-    reason="the reference implementation model_signing cannot be imported "
-    "(pip install 'modelsign[test]' to run the interoperability tests)",
-    exc_type=ImportError,
-)
-torch = pytest.importorskip("torch", reason="torch is needed to write real checkpoints")
+from tests.conftest import require
+
+# Not installed: the module skips (outside strict mode). Installed but broken
+# (model_signing 1.1.1 without pyopenssl, say): it fails with the real error.
+require("model_signing", "the interoperability tests run the reference implementation")
+torch = require("torch", "torch writes the real checkpoints")
 
 import model_signing.signing  # noqa: E402
 import model_signing.verifying  # noqa: E402

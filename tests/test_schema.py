@@ -17,26 +17,19 @@ from typing import Any
 
 import pytest
 
-SCHEMA_DIR = (
-    Path(__file__).resolve().parents[2] / "shared" / "testdata" / "oms-spec" / "schemas" / "v1.0"
-)
+from tests.conftest import require, shared
+
 SCHEMA_FILES = (
     "bundle.schema.json",
     "envelope.schema.json",
     "statement.schema.json",
     "predicate.schema.json",
 )
+SCHEMA_DIR = shared("oms-spec", "schemas", "v1.0")
 
-if not all((SCHEMA_DIR / name).is_file() for name in SCHEMA_FILES):
-    pytest.skip(
-        f"the OMS v1.0 JSON Schemas are not at {SCHEMA_DIR} "
-        "(they come from the workspace's ../shared test data, which this clone lacks)",
-        allow_module_level=True,
-    )
-
-jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is needed to validate bundles")
-referencing = pytest.importorskip("referencing", reason="referencing is needed to resolve $refs")
-torch = pytest.importorskip("torch", reason="torch is needed to write real checkpoints")
+jsonschema = require("jsonschema", "jsonschema validates the bundles")
+referencing = require("referencing", "referencing resolves the schemas' $refs")
+torch = require("torch", "torch writes the real checkpoints")
 
 from jsonschema.exceptions import ValidationError  # noqa: E402
 

@@ -53,7 +53,7 @@ from modelsign.hashing import (
 from modelsign.manifest import Manifest, Serialization
 from modelsign.policy import Policy
 from modelsign.signing import MAX_SHARDS, default_signature_path
-from tests.conftest import flip_byte
+from tests.conftest import flip_byte, require
 from tests.test_cli import cli
 from tests.test_hostile_bundles import resign, root_digest
 
@@ -98,7 +98,7 @@ def write_model(root: Path, layout: Mapping[str, int], seed: int = 0) -> dict[st
 
 def digest(hash_type: str, data: bytes) -> str:
     if hash_type == "blake3":
-        blake3 = pytest.importorskip("blake3")
+        blake3 = require("blake3", "blake3 digests are checked against the blake3 package")
         return str(blake3.blake3(data).hexdigest())
     return hashlib.new(hash_type, data).hexdigest()
 
@@ -253,7 +253,7 @@ def test_shard_ranges(size: int, ranges: list[tuple[int, int]]) -> None:
 @pytest.mark.parametrize("chunks", [[199], [1] * 199, [15, 1, 16, 17, 33, 100, 17], [64, 135]])
 def test_scheme_hasher_matches_independent_shards(hash_type: str, chunks: list[int]) -> None:
     if hash_type == "blake3":
-        pytest.importorskip("blake3")
+        require("blake3", "the blake3 scheme needs the blake3 package")
     data = content("stream", sum(chunks))
     h = new_scheme_hasher(scheme(hash_type, SHARD))()
     offset = 0
@@ -1236,11 +1236,7 @@ class Reference:
 
 @pytest.fixture
 def reference() -> Reference:
-    pytest.importorskip(
-        "model_signing",
-        reason="the reference implementation model_signing cannot be imported",
-        exc_type=ImportError,
-    )
+    require("model_signing", "the reference implementation is compared with")
     import model_signing.hashing
     import model_signing.signing
     import model_signing.verifying
@@ -1351,7 +1347,7 @@ def test_model_signing_1_1_1_refuses_modelsign_conformant_shard_bundle(
 
 
 def _torch() -> Any:
-    return pytest.importorskip("torch", reason="torch is needed to write real checkpoints")
+    return require("torch", "torch writes the real checkpoints")
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from sigstore.errors import VerificationError as SigstoreVerificationError
 
 import modelsign
 from modelsign import keys
@@ -32,7 +34,7 @@ from modelsign.guard import Guard
 from modelsign.inspecting import inspect_bundle
 from modelsign.policy import CertificateAuthority, Policy, SigstoreIdentity
 from modelsign.signing import CertificateSigner
-from tests.conftest import flip_byte, shared
+from tests.conftest import flip_byte, require, shared
 from tests.tsakit import issue
 
 IBM = ("stefanb@us.ibm.com", "https://sigstore.verify.ibm.com/oauth2")
@@ -250,7 +252,7 @@ def test_reference_certificate_bundles(tmp_path: Path, folder: str) -> None:
 def test_model_signing_verifies_a_modelsign_certificate_bundle(
     tmp_path: Path, pki: dict[str, Path]
 ) -> None:
-    model_signing = pytest.importorskip("model_signing", exc_type=ImportError)
+    model_signing = require("model_signing", "the reference implementation verifies here")
     model = _model(tmp_path)
     _sign_with_certificate(model, pki)
     verifier = model_signing.verifying.Config().use_certificate_verifier(
@@ -260,6 +262,136 @@ def test_model_signing_verifies_a_modelsign_certificate_bundle(
     flip_byte(model / "config.json", 0)
     with pytest.raises(ValueError):
         verifier.verify(model, model / "model.sig")
+
+
+# ------------------------------------------ the leaf's usages (certificate.py)
+# verify_chain checks a leaf with cryptography's permit-all end-entity policy
+# plus two checks of modelsign's own: a key usage, when present, must include
+# digitalSignature (_digital_signature), and an extended key usage, when
+# present, codeSigning (_code_signing). A leaf flagged as a CA (the reference
+# tool's test PKI signs with its intermediate CA) and a leaf without either
+# extension are accepted on purpose. Each test below fails if its rule goes.
+
+LEAF_IDENTITY = "leaf@corp.example"
+
+
+def _usage(*, digital_signature: bool = True, cert_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=not digital_signature,  # an ECDSA key's other use
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _sign_with_leaf(
+    tmp_path: Path,
+    *,
+    key_usage: x509.KeyUsage | None = None,
+    eku: list[x509.ObjectIdentifier] | None = None,
+    ca: bool | None = None,
+) -> tuple[Path, CertificateAuthority]:
+    """A model signed with a leaf issued straight by a fresh root, carrying
+    exactly the given key usage, extended key usage and basic constraints
+    (None: the extension is absent); and the trust entry for it."""
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = _cert("Leaf Test Root", root_key, "Leaf Test Root", root_key, ca=True, days=3650)
+    leaf_key = keys.generate("ecdsa-p256")
+    assert isinstance(leaf_key.key, ec.EllipticCurvePrivateKey)
+    public = leaf_key.key.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "leaf")]))
+        .issuer_name(root.subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=1))
+        .not_valid_after(NOW + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
+            critical=False,
+        )
+        .add_extension(
+            x509.SubjectAlternativeName([x509.RFC822Name(LEAF_IDENTITY)]), critical=False
+        )
+    )
+    if key_usage is not None:
+        builder = builder.add_extension(key_usage, critical=True)
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    if ca is not None:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=ca, path_length=None), critical=True
+        )
+    leaf = builder.sign(root_key, hashes.SHA256())
+    folder = tmp_path / "leaf-pki"
+    folder.mkdir()
+    (folder / "root.pem").write_bytes(_pem(root))
+    (folder / "leaf.pem").write_bytes(_pem(leaf))
+    private, _ = keys.write_keypair(leaf_key, folder / "leaf", None)
+    model = _model(tmp_path)
+    modelsign.sign(model, CertificateSigner.from_files(private, folder / "leaf.pem"))
+    return model, CertificateAuthority(folder / "root.pem", LEAF_IDENTITY)
+
+
+def _refused(model: Path, trust: CertificateAuthority, reason: str) -> None:
+    with pytest.raises(UntrustedSignerError, match=f"chain does not verify.*{reason}") as caught:
+        modelsign.verify(model, [trust])
+    assert type(caught.value) is UntrustedSignerError
+
+
+def test_leaf_whose_extended_key_usage_lacks_code_signing_is_refused(tmp_path: Path) -> None:
+    model, trust = _sign_with_leaf(
+        tmp_path,
+        key_usage=_usage(),
+        eku=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION],
+    )
+    _refused(model, trust, "the leaf's extended key usage does not include codeSigning")
+
+
+def test_leaf_whose_key_usage_lacks_digital_signature_is_refused(tmp_path: Path) -> None:
+    model, trust = _sign_with_leaf(
+        tmp_path,
+        key_usage=_usage(digital_signature=False),
+        eku=[ExtendedKeyUsageOID.CODE_SIGNING],
+    )
+    _refused(model, trust, "the leaf's key usage does not include digitalSignature")
+
+
+def test_leaf_with_code_signing_among_other_usages_is_accepted(tmp_path: Path) -> None:
+    model, trust = _sign_with_leaf(
+        tmp_path,
+        key_usage=_usage(),
+        eku=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CODE_SIGNING],
+        ca=False,
+    )
+    assert modelsign.verify(model, [trust]).signed_by.identity == LEAF_IDENTITY
+
+
+def test_leaf_flagged_as_a_ca_is_accepted(tmp_path: Path) -> None:
+    model, trust = _sign_with_leaf(
+        tmp_path,
+        key_usage=_usage(cert_sign=True),
+        eku=[ExtendedKeyUsageOID.CODE_SIGNING],
+        ca=True,
+    )
+    assert modelsign.verify(model, [trust]).signed_by.identity == LEAF_IDENTITY
+
+
+def test_leaf_without_extended_key_usage_is_accepted(tmp_path: Path) -> None:
+    model, trust = _sign_with_leaf(tmp_path, key_usage=_usage(), ca=False)
+    assert modelsign.verify(model, [trust]).signed_by.identity == LEAF_IDENTITY
+
+
+def test_leaf_without_key_usage_is_accepted(tmp_path: Path) -> None:
+    model, trust = _sign_with_leaf(tmp_path, eku=[ExtendedKeyUsageOID.CODE_SIGNING])
+    assert modelsign.verify(model, [trust]).signed_by.identity == LEAF_IDENTITY
 
 
 # -------------------------------------------------- real Sigstore bundles
@@ -379,3 +511,93 @@ def test_broken_message_signature_vector_is_not_an_oms_bundle() -> None:
     base = shared("sigstore", "broken-msgsig-tampered-artifact")
     with pytest.raises(MalformedBundleError, match="no dsseEnvelope"):
         modelsign.verify(base / "a.txt", _ibm(), signature=base / "a.txt.sigstore.json")
+
+
+# ------------------------------------ what modelsign makes of every real vector
+
+BEACON = (
+    "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
+    ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main",
+    "https://token.actions.githubusercontent.com",
+)
+WHEEL = (
+    "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2",
+    "https://token.actions.githubusercontent.com",
+)
+JKU = ("jku@goto.fi", "https://github.com/login/oauth")
+FAKESTORE = ("alice@example.com", "https://oidc.fakestore.invalid")
+FAKESTORE_ROOT = "fakestore-selfmade/trusted_root.json"
+
+#: (vector folder, model, signature (None: model.sig), (identity, issuer),
+#:  root: "production", "staging" or a trusted root file under the vectors,
+#:  the exact class modelsign raises, the class of its __cause__, in its message)
+REAL_VECTORS = [
+    # Genuine OMS bundles under a root that did not certify them: sigstore refuses.
+    ("prod-dsse-model-signing-v1.1.0", None, None, IBM, "staging",
+     UntrustedSignerError, SigstoreVerificationError, "sigstage"),
+    ("prod-dsse-model-signing-v1.0.1", None, None, IBM, "staging",
+     UntrustedSignerError, SigstoreVerificationError, "sigstage"),
+    ("prod-dsse-model-signing-v1.1.0", None, None, IBM, FAKESTORE_ROOT,
+     UntrustedSignerError, SigstoreVerificationError, "fakestore-selfmade"),
+    # The payload changed after signing: modelsign's own DSSE check, under any root.
+    ("broken-dsse-model-signing-tampered-payload", None, None, IBM, "production",
+     InvalidSignatureError, InvalidSignature, "invalid signature"),
+    ("broken-dsse-model-signing-tampered-payload", None, None, IBM, "staging",
+     InvalidSignatureError, InvalidSignature, "invalid signature"),
+    # DSSE in-toto bundles that are not OMS: signature and log verify under their
+    # own root, then the statement is refused; under another root, the signer is.
+    ("prod-dsse-conformance-intoto", "a.txt", "a.txt.intoto.sigstore.json", BEACON,
+     "production", MalformedBundleError, MalformedBundleError, "predicateType"),
+    ("prod-dsse-conformance-intoto", "a.txt", "a.txt.intoto.sigstore.json", BEACON,
+     "staging", UntrustedSignerError, SigstoreVerificationError, "sigstage"),
+    ("staging-dsse-rekor2", "a.txt", "a.txt.intoto.sigstore.json", BEACON,
+     "staging", MalformedBundleError, MalformedBundleError, "predicateType"),
+    ("staging-dsse-rekor2", "a.txt", "a.txt.intoto.sigstore.json", BEACON,
+     "production", UntrustedSignerError, SigstoreVerificationError, "sigstore.dev"),
+    ("fakestore-selfmade", "manifest.json", "manifest.json.intoto.sigstore.json", FAKESTORE,
+     FAKESTORE_ROOT, MalformedBundleError, MalformedBundleError, "predicateType"),
+    ("fakestore-selfmade", "manifest.json", "manifest.json.intoto.sigstore.json", FAKESTORE,
+     "production", UntrustedSignerError, SigstoreVerificationError, "sigstore.dev"),
+    # Message signatures (no DSSE envelope) are not OMS bundles, whatever the root.
+    ("prod-msgsig-conformance-v0.3", "a.txt", "a.txt.sigstore.json", BEACON, "production",
+     MalformedBundleError, MalformedBundleError, "no dsseEnvelope"),
+    ("prod-msgsig-github-wheel", "bundle_v3_github.whl", "bundle_v3_github.whl.sigstore",
+     WHEEL, "production", MalformedBundleError, MalformedBundleError, "not a Sigstore bundle v0.3"),
+    ("staging-msgsig-rekor2", "staging-rekor-v2.txt", "staging-rekor-v2.txt.sigstore.json",
+     JKU, "staging", MalformedBundleError, MalformedBundleError, "no dsseEnvelope"),
+    ("fakestore-selfmade", "manifest.json", "manifest.json.sigstore.json", FAKESTORE,
+     FAKESTORE_ROOT, MalformedBundleError, MalformedBundleError, "no dsseEnvelope"),
+    ("broken-msgsig-tampered-artifact", "a.txt", "a.txt.sigstore.json", BEACON, "production",
+     MalformedBundleError, MalformedBundleError, "no dsseEnvelope"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("folder", "model", "signature", "who", "root", "expected", "cause", "message"),
+    REAL_VECTORS,
+    ids=[f"{v[0]}/{v[2] or 'model.sig'} under {Path(v[4]).parts[0]}" for v in REAL_VECTORS],
+)
+def test_real_sigstore_vector_is_classified(
+    folder: str,
+    model: str | None,
+    signature: str | None,
+    who: tuple[str, str],
+    root: str,
+    expected: type[Exception],
+    cause: type[BaseException],
+    message: str,
+) -> None:
+    base = shared("sigstore", folder)
+    if root in ("production", "staging"):
+        trust = SigstoreIdentity(*who, root)
+    else:
+        trust = SigstoreIdentity(*who, trust_root=shared("sigstore", root))
+    with pytest.raises(expected, match=message) as caught:
+        modelsign.verify(
+            base / model if model else base,
+            [trust],
+            signature=base / signature if signature else None,
+            ignore_paths=() if model else ["ignore-me"],
+        )
+    assert type(caught.value) is expected, caught.value
+    assert isinstance(caught.value.__cause__, cause), repr(caught.value.__cause__)
