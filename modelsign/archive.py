@@ -501,7 +501,7 @@ def _read_central_directory(f: BinaryIO, name: str, start: int, end: int) -> lis
         (
             sig,
             made_by,
-            _,
+            version_needed,
             flags,
             method,
             _,
@@ -538,6 +538,7 @@ def _read_central_directory(f: BinaryIO, name: str, start: int, end: int) -> lis
                 f"{name}: member {member!r} is encrypted (general purpose flags {flags:#06x}); "
                 "encrypted members cannot be verified"
             )
+        _check_zip_features(name, member, version_needed, flags, "central directory")
         if method not in _METHODS:
             raise UnsafeArchiveError(
                 f"{name}: member {member!r} uses compression method {method}, expected one of "
@@ -712,8 +713,8 @@ def _read_local_headers(f: BinaryIO, size: int, name: str, entries: list[_ZipEnt
         # One read usually covers the fixed part, the name and torch's padding.
         ahead = min(_LOCAL.size + 512, size - entry.header_offset)
         raw = _read_at(f, entry.header_offset, ahead, size, name, "a local header")
-        (sig, _, flags, method, _, _, crc, csize, usize, name_len, extra_len) = _LOCAL.unpack_from(
-            raw
+        (sig, version_needed, flags, method, _, _, crc, csize, usize, name_len, extra_len) = (
+            _LOCAL.unpack_from(raw)
         )
         if sig != _LOCAL_SIG:
             raise UnsafeArchiveError(
@@ -724,6 +725,8 @@ def _read_local_headers(f: BinaryIO, size: int, name: str, entries: list[_ZipEnt
         if len(variable) < name_len + extra_len:
             variable += _read_exact(f, name_len + extra_len - len(variable), name, "a local header")
         entry.local_name = variable[:name_len]
+        if sig == _LOCAL_SIG:
+            _check_zip_features(name, entry.name, version_needed, flags, "local header")
         entry.local_flags = flags
         entry.local_method = method
         entry.local_crc = crc
@@ -807,6 +810,28 @@ def _check_descriptor(f: BinaryIO, name: str, entry: _ZipEntry, gap: int) -> Non
         raise UnsafeArchiveError(
             f"{name}: member {entry.name!r}: data descriptor says (CRC, compressed size, size) "
             f"= {found}, the central directory says {expected}"
+        )
+
+
+#: The newest "version needed to extract" every reader takes (zipfile refuses
+#: above 6.3; torch's miniz ignores the field): readers would disagree above it.
+_MAX_VERSION_NEEDED = 63
+#: "Compressed patched data": zipfile and miniz refuse such a member.
+_FLAG_PATCHED = 1 << 5
+
+
+def _check_zip_features(name: str, member: str, version: int, flags: int, where: str) -> None:
+    """Refuse what some zip readers read and others refuse: a member needing
+    a newer version of the format, or one of patched data (flag bit 5)."""
+    if version & 0xFF > _MAX_VERSION_NEEDED:
+        raise UnsafeArchiveError(
+            f"{name}: member {member!r} needs zip version {(version & 0xFF) / 10:.1f} to "
+            f"extract ({where}), newer than 6.3: readers disagree on it"
+        )
+    if flags & _FLAG_PATCHED:
+        raise UnsafeArchiveError(
+            f"{name}: member {member!r} is flagged as compressed patched data (flag bit 5, "
+            f"{where}), which zip readers refuse or misread"
         )
 
 

@@ -243,7 +243,47 @@ def _material_from_json(obj: object) -> Material:
     if not isinstance(tlog, list) or not tlog:
         raise MalformedBundleError("a Sigstore bundle needs at least one tlogEntries item")
     der = _b64(cert.get("rawBytes") if isinstance(cert, dict) else None, "certificate rawBytes")
+    for i, entry in enumerate(tlog):
+        _check_log_entry(entry, f"tlogEntries[{i}]")
+    for i, token in enumerate(_timestamps_from_json(obj.get("timestampVerificationData"))):
+        _check_timestamp(token, f"rfc3161Timestamps[{i}]")
     return SigstoreMaterial(der, json.dumps(obj, sort_keys=True))
+
+
+def _check_log_entry(entry: object, where: str) -> None:
+    """The base64 fields of a transparency log entry decode strictly: sigstore
+    reads them leniently (dropping characters), so a bundle would have more
+    than one byte form. What they mean, sigstore-python verifies."""
+    if not isinstance(entry, dict):
+        raise MalformedBundleError(f"{where} must be an object")
+    fields: list[tuple[object, str]] = [
+        (entry.get("canonicalizedBody"), f"{where}.canonicalizedBody"),
+        ((entry.get("logId") or {}).get("keyId"), f"{where}.logId.keyId"),
+    ]
+    promise = entry.get("inclusionPromise")
+    if isinstance(promise, dict) and "signedEntryTimestamp" in promise:
+        fields.append((promise["signedEntryTimestamp"], f"{where}.inclusionPromise"))
+    proof = entry.get("inclusionProof")
+    if isinstance(proof, dict):
+        fields.append((proof.get("rootHash"), f"{where}.inclusionProof.rootHash"))
+        hashes = proof.get("hashes", [])
+        if not isinstance(hashes, list):
+            raise MalformedBundleError(f"{where}.inclusionProof.hashes must be a list")
+        fields += [(h, f"{where}.inclusionProof.hashes[{j}]") for j, h in enumerate(hashes)]
+    for value, name in fields:
+        if value is not None:
+            _b64(value, name)
+
+
+def _check_timestamp(token: bytes, where: str) -> None:
+    """An RFC 3161 timestamp must at least parse (its signature and chain are
+    sigstore-python's to check): unreadable DER is a malformed bundle."""
+    from rfc3161_client import decode_timestamp_response  # noqa: PLC0415
+
+    try:
+        decode_timestamp_response(token)
+    except Exception as e:  # the parser's own errors: ValueError, ...
+        raise MalformedBundleError(f"{where}: not an RFC 3161 timestamp: {e}") from e
 
 
 @dataclass(frozen=True)

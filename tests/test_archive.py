@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelsign.archive import Layout, Member, inspect, member_digest
@@ -747,26 +747,13 @@ def test_tar_bad_checksum(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------
-# Members that modelsign lists and zipfile refuses to read. Each test asserts
-# what modelsign should do and is a strict xfail until modelsign does it (the
-# fuzzers below pass over these two cases until then: KNOWN_GAPS).
+# Members that some zip readers read and others refuse (found by the
+# cross-checking fuzzers below): modelsign refuses them.
 
 CD_VERSION_NEEDED, LH_VERSION_NEEDED = 6, 4
 PATCHED_DATA = 1 << 5  # general purpose flag bit 5: "compressed patched data"
-KNOWN_GAPS = ("zip file version", "compressed patched data (flag bit 5)")
 
 
-def _gap(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(
-        strict=True, raises=pytest.fail.Exception, reason=f"modelsign bug: {reason}"
-    )
-
-
-@_gap(
-    "flag bit 5 is not checked: zipfile and miniz (torch) refuse a member so flagged in the "
-    "central directory; flagged in the local header alone, it disagrees with the central "
-    "directory, which streaming readers never see"
-)
 @pytest.mark.parametrize("where", ["central directory", "local header", "both headers"])
 def test_member_flagged_as_compressed_patched_data_is_refused(tmp_path: Path, where: str) -> None:
     data = make_zip([(NAME, b"x" * 50)])
@@ -778,7 +765,6 @@ def test_member_flagged_as_compressed_patched_data_is_refused(tmp_path: Path, wh
         digests(tmp_path, data)
 
 
-@_gap("'version needed to extract' is not checked: zipfile refuses above 6.3, miniz reads it")
 def test_member_needing_a_newer_zip_version_than_zipfile_reads_is_refused(
     tmp_path: Path,
 ) -> None:
@@ -854,14 +840,7 @@ def exercise(tmp_path: Path, data: bytes) -> None:
             with contextlib.suppress(zipfile.BadZipFile, tarfile.TarError, EOFError, ValueError):
                 assert not stdlib_listing(kind, data), f"a {kind} archive to the standard library"
         return
-    try:
-        expected = stdlib_listing(layout.kind, data)
-    except NotImplementedError as e:
-        if str(e).startswith(KNOWN_GAPS):
-            event(f"known gap: {e}")
-            return
-        raise
-    assert listing == expected
+    assert listing == stdlib_listing(layout.kind, data)
 
 
 FUZZ = settings(
