@@ -1,3 +1,3 @@
-from modelsign.cli import main
+from modelsign._cli import main
 
 main()

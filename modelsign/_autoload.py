@@ -12,7 +12,18 @@ import os
 import sys
 
 
+def _is_the_modelsign_command() -> bool:
+    """The ``modelsign`` command deserializes no model (``run`` starts the
+    program in a new process, which enforces): it does not enforce itself, so
+    that ``modelsign status`` can report a policy that cannot be loaded."""
+    argv = getattr(sys, "orig_argv", None) or []
+    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return script == "modelsign" or argv[1:3] == ["-m", "modelsign"]
+
+
 def _activate() -> None:
+    if _is_the_modelsign_command():
+        return
     try:
         from modelsign import hooks  # noqa: PLC0415
 

@@ -65,10 +65,12 @@ class Error(Exception):
     intact)."""
 
     exit_code: int = 1
+    #: What to do next, for a person reading the refusal (see :meth:`diagnostics`).
+    hint: str | None = None
 
     def diagnostics(self) -> str:
-        """A human-readable explanation, possibly over several lines."""
-        return str(self)
+        """The message, possibly over several lines, and what to do next."""
+        return str(self) if self.hint is None else f"{self}\n  what to do: {self.hint}"
 
     def __reduce__(self) -> tuple[object, ...]:
         return (_restore, (type(self), self.args), dict(vars(self)))
@@ -139,21 +141,37 @@ class VerificationError(Error):
 class MalformedBundleError(VerificationError):
     """The signature file is not a well-formed OMS v1.0 bundle."""
 
+    hint = "fetch the bundle again from where the model came from, or sign the model again"
+
 
 class BundleTooLargeError(MalformedBundleError):
     """The signature file is larger than the configured limit (not decoded)."""
+
+    hint = "this is not a bundle modelsign writes; fetch the right one, or sign the model again"
 
 
 class InvalidSignatureError(VerificationError):
     """The DSSE signature does not verify with the trusted key."""
 
+    hint = (
+        "the bundle was altered or belongs to other bytes: fetch it again from where the "
+        "model came from"
+    )
+
 
 class UntrustedSignerError(VerificationError):
     """The bundle was signed by a key or identity that is not trusted."""
 
+    hint = (
+        "if this signer should be trusted, add its key, identity or CA to the policy; "
+        "otherwise get the model signed by a signer you trust"
+    )
+
 
 class UnsafeArchiveError(VerificationError):
     """An archive is structurally ambiguous (readers would disagree on it)."""
+
+    hint = "write the archive again with the library that made it (torch.save, zipfile, ...)"
 
 
 class UnsafeModelError(VerificationError):
@@ -244,6 +262,11 @@ class ModelMismatchError(VerificationError):
     lists all differences in :attr:`mismatches`, in name order.
     """
 
+    hint = (
+        "restore the files from where the model came from (download it again); if the "
+        "change is intended, sign the model again"
+    )
+
     def __init__(self, model: str, mismatches: tuple[Mismatch, ...]) -> None:
         self.model = model
         self.mismatches = mismatches
@@ -294,6 +317,8 @@ _BY_KIND: dict[str, type[ModelMismatchError]] = {
 class MissingSignatureError(MalformedBundleError):
     """There is no signature file where one was expected: the model is unsigned."""
 
+    hint = "sign the model (modelsign sign) or fetch its bundle (model.sig) with it"
+
 
 # --------------------------------------------------------------------------
 # Load-time refusals (the loader hook). They also subclass
@@ -332,9 +357,16 @@ class LoadRefusedError(VerificationError, pickle.UnpicklingError):
 class UnsignedFileError(LoadRefusedError):
     """No bundle signed by a trusted key lists these bytes."""
 
+    hint = "sign the model the file belongs to, or list its bundle in the policy ([trust] bundles)"
+
 
 class FileDigestMismatchError(LoadRefusedError):
     """A trusted bundle lists the file, with another digest: it was changed."""
+
+    hint = (
+        "the file changed since it was signed: restore it (download it again), or sign "
+        "the model again if the change is intended"
+    )
 
 
 class UntrustedBundleError(LoadRefusedError):
@@ -347,6 +379,11 @@ class ForbiddenGlobalError(LoadRefusedError):
     global outside the safe allowlist (the audit-hook layer: it sees every
     unpickler, however it was reached). ``expected`` describes what is allowed,
     ``actual`` names the global."""
+
+    hint = (
+        "if this data should be trusted, sign the file it comes from; or allow this one "
+        "global in the policy ([enforce] allowed_globals)"
+    )
 
 
 class UnsafeLoadError(LoadRefusedError):

@@ -201,6 +201,16 @@ def _policy_environment_left_as_found() -> Iterator[None]:
     assert os.environ.get("MODELSIGN_POLICY") == before, "MODELSIGN_POLICY leaked out of a test"
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_hook(_policy_environment_left_as_found: None) -> Iterator[None]:
+    """Enforcement a test turned on (and did not turn off) ends with it,
+    before the environment is checked."""
+    yield
+    hooks = sys.modules.get("modelsign.hooks")
+    if hooks is not None:
+        hooks.uninstall()
+
+
 @pytest.fixture(scope="session")
 def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("keys")

@@ -254,7 +254,7 @@ def test_key_paths_import_neither_sigstore_nor_torch(
     model = make_model()
     code = (
         "import sys\n"
-        "from modelsign.cli import app\n"
+        "from modelsign._cli import app\n"
         "try:\n"
         f"    app(['sign', {str(model)!r}, '--key', {str(keypair[0])!r}, '-q'])\n"
         "except SystemExit as e:\n"
@@ -278,7 +278,7 @@ def test_help_imports_no_heavy_package() -> None:
     0.29's parameter coercion), sigstore and torch stay unimported."""
     code = (
         "import sys\n"
-        "from modelsign.cli import app\n"
+        "from modelsign._cli import app\n"
         "try:\n"
         "    app(['--help'])\n"
         "except SystemExit as e:\n"
@@ -308,7 +308,7 @@ def test_help_imports_no_crypto_torch_or_sigstore() -> None:
     """`modelsign --help` stays fast: the package imports its parts lazily."""
     code = (
         "import sys\n"
-        "from modelsign.cli import app\n"
+        "from modelsign._cli import app\n"
         "try:\n"
         "    app(['--help'])\n"
         "except SystemExit:\n"

@@ -227,3 +227,153 @@ def test_an_encrypted_key_is_prompted_for_on_a_terminal(model: Path, tmp_path: P
     assert b"s3cret" not in seen + after  # never echoed
     assert b"signed" in after
     assert (model / "model.sig").exists()
+
+
+# 5. keygen --output DIR/ writes a key inside the folder.
+
+
+@pytest.mark.parametrize("form", ["trailing slash", "existing folder"])
+def test_keygen_into_a_folder(tmp_path: Path, form: str) -> None:
+    keys = tmp_path / "keys"
+    if form == "existing folder":
+        keys.mkdir()
+    target = f"{keys}/" if form == "trailing slash" else str(keys)
+    result = cli("keygen", "--output", target, "--no-passphrase")
+    assert result.returncode == 0, result.stderr
+    assert (keys / "modelsign.key").exists()
+    assert (keys / "modelsign.pub").exists()
+    assert not (tmp_path / "keys.key").exists()
+
+
+# 9. The CLI verifies a Hugging Face cache snapshot, with the hook's strict rule.
+
+
+def _snapshot(tmp_path: Path, keypair: tuple[Path, Path]) -> Path:
+    import hashlib
+    import shutil
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "config.json").write_text('{"a": 1}')
+    (source / "model.safetensors").write_bytes(b"weights" * 10)
+    modelsign.sign(source, keypair[0])
+    repo = tmp_path / "hub" / "models--org--tiny"
+    blobs, snapshot = repo / "blobs", repo / "snapshots" / "rev1"
+    blobs.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "model.sig"):
+        digest = hashlib.sha256((source / name).read_bytes()).hexdigest()
+        shutil.copyfile(source / name, blobs / digest)
+        (snapshot / name).symlink_to(f"../../blobs/{digest}")
+    return snapshot
+
+
+def test_verify_a_hugging_face_cache_snapshot(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    snapshot = _snapshot(tmp_path, keypair)
+    result = cli("verify", snapshot, "--key", keypair[1])
+    assert result.returncode == 0, result.stderr
+    assert "2 files match" in result.stdout
+    # The strict rule: a link out of the repository's own blobs/ is refused.
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"a": 1}')
+    (snapshot / "config.json").unlink()
+    (snapshot / "config.json").symlink_to(outside)
+    result = cli("verify", snapshot, "--key", keypair[1])
+    assert result.returncode == 1
+    assert "symbolic link" in result.stderr
+
+
+# Conventions: several models, --quiet, -h, --version, what to do next.
+
+
+def test_verify_several_models_reports_each(
+    tmp_path: Path, model: Path, keypair: tuple[Path, Path]
+) -> None:
+    modelsign.sign(model, keypair[0])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.bin").write_bytes(b"a")
+    result = cli("verify", model, other, "--key", keypair[1])
+    assert result.returncode == 1
+    assert f"verified {model}: 2 files match" in result.stdout
+    assert f"{other / 'model.sig'}: no signature file" in result.stderr
+    assert "what to do: sign the model" in result.stderr
+    modelsign.sign(other, keypair[0])
+    assert cli("verify", model, other, "--key", keypair[1]).returncode == 0
+    assert cli("verify", model, tmp_path / "nope", "--key", keypair[1]).returncode == 2
+    both = cli("verify", model, other, "--key", keypair[1], "--signature", model / "model.sig")
+    assert both.returncode == 2
+    assert "single MODEL" in both.stderr
+
+
+def test_quiet_prints_nothing_on_success(
+    tmp_path: Path, model: Path, keypair: tuple[Path, Path]
+) -> None:
+    for args in (
+        ("keygen", "--output", tmp_path / "k", "--no-passphrase", "-q"),
+        ("sign", model, "--key", keypair[0], "-q"),
+        ("verify", model, "--key", keypair[1], "-q"),
+    ):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+        assert (result.stdout, result.stderr) == ("", "")
+    (model / "config.json").write_text('{"x": 1}')
+    refused = cli("verify", model, "--key", keypair[1], "-q")
+    assert refused.returncode == 1
+    assert "config.json: digest mismatch" in refused.stderr
+    assert "what to do: restore the files" in refused.stderr
+
+
+def test_help_and_version() -> None:
+    short, long = cli("-h"), cli("--help")
+    assert short.returncode == long.returncode == 0
+    assert short.stdout == long.stdout
+    assert "verify" in short.stdout
+    assert cli("verify", "-h").stdout.startswith("Usage: ")
+    version = cli("--version")
+    assert (version.returncode, version.stdout.strip()) == (0, f"modelsign {modelsign.__version__}")
+
+
+# Warn mode logs once per file, with fields a log pipeline reads.
+
+
+def test_warn_mode_logs_structured_fields_once_per_file(
+    tmp_path: Path, model: Path, keypair: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import numpy as np
+
+    from modelsign import hooks
+
+    np.save(model / "a.npy", np.arange(3))
+    modelsign.sign(model, keypair[0])
+    (model / "a.npy").write_bytes((model / "a.npy").read_bytes()[:-1] + b"\x09")
+    policy = tmp_path / "warn.toml"
+    policy.write_text(f'[trust]\nkeys = ["{keypair[1]}"]\n[enforce]\nmode = "warn"\n')
+    try:
+        with hooks.enforce(policy), caplog.at_level(logging.WARNING, logger="modelsign"):
+            np.load(model / "a.npy", mmap_mode="r")
+            np.load(model / "a.npy")
+    finally:
+        hooks.uninstall()
+    records = [r for r in caplog.records if hasattr(r, "modelsign")]
+    assert len(records) == 1
+    fields = records[0].modelsign
+    assert fields["file"] == str(model / "a.npy")
+    assert fields["reason"] == "FileDigestMismatchError"
+    assert fields["expected"] != fields["actual"]
+    assert fields["policy"].endswith("mode warn")
+
+
+# status: anchors, scope, and a broken policy as a finding.
+
+
+def test_status_reports_a_broken_policy_as_a_finding(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[trust]\nkeys = []\n")
+    result = cli("status", env={"MODELSIGN_POLICY": str(broken)})
+    assert result.returncode == 0, result.stderr
+    assert "enforcement: off" in result.stdout
+    assert "FINDING: MODELSIGN_POLICY=" in result.stdout
+    assert "no trust anchor" in result.stdout

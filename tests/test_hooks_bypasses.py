@@ -10,7 +10,6 @@ import json
 import os
 import pickle
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -28,12 +27,6 @@ from modelsign.errors import (
     UnsignedFileError,
 )
 from modelsign.policy import Policy
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_hook() -> Iterator[None]:
-    yield
-    hooks.uninstall()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,12 +32,6 @@ from modelsign.errors import (
 from modelsign.hooks import _audit
 from modelsign.policy import Policy
 from tests.conftest import flip_byte, require
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_hook() -> Iterator[None]:
-    yield
-    hooks.uninstall()
 
 
 @pytest.fixture

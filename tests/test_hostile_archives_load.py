@@ -47,7 +47,7 @@ import modelsign
 import modelsign.archive
 import modelsign.guard
 import modelsign.hashing
-from modelsign import hooks, keys
+from modelsign import keys
 from modelsign.bundle import PAYLOAD_TYPE, Bundle, Envelope, KeyMaterial, pae
 from modelsign.enumerating import DEFAULT_IGNORES, enumerate_model
 from modelsign.errors import (
@@ -91,12 +91,6 @@ def signer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     prefix = tmp_path_factory.mktemp("signer") / "release"
     keys.write_keypair(keys.generate("ed25519"), prefix, None)
     return Path(f"{prefix}.key"), Path(f"{prefix}.pub")
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_hook() -> Iterator[None]:
-    yield
-    hooks.uninstall()
 
 
 class Mkdir:
@@ -521,13 +515,13 @@ LIMITED_CLI = """
 import resource, sys
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-import modelsign.cli, modelsign.hashing, modelsign.signing, modelsign.verifying
+import modelsign._cli, modelsign.hashing, modelsign.signing, modelsign.verifying
 if sys.argv[2] != "default":
     modelsign.hashing.MAX_MEMBER_BYTES = int(sys.argv[2])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 sys.argv = ["modelsign", *sys.argv[3:]]
 try:
-    modelsign.cli.main()
+    modelsign._cli.main()
     code = 0
 except SystemExit as e:
     code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -903,7 +897,7 @@ def publishing(real):
     return call
 tempfile.mkstemp, os.fsync = mkstemp, fsync
 os.replace, os.link = publishing(real_replace), publishing(real_link)
-from modelsign.cli import main
+from modelsign._cli import main
 main()
 """
 KILL_POINTS = ["after-create", "half-written", "before-publish", "after-publish"]

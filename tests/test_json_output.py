@@ -136,5 +136,48 @@ def test_status_json_off_and_on(tmp_path: Path, keypair: tuple[Path, Path]) -> N
     policy.write_text(f'[trust]\nkeys = ["{keypair[1]}"]\n[enforce]\nallowed_globals = ["a.B"]\n')
     code, doc = run_json("status", env={**env, "MODELSIGN_POLICY": str(policy)})
     assert (code, doc["active"]) == (0, True)
-    assert doc["audit"] == {"unverified_pickles": "refuse", "allowed_globals": ["a.B"]}
+    assert doc["policy"]["allowed_globals"] == ["a.B"]
+    assert [a["kind"] for a in doc["policy"]["anchors"]] == ["key"]
     validate(doc, "status.schema.json")
+    code, doc = run_json("status", env={**env, "MODELSIGN_POLICY": str(tmp_path / "nope.toml")})
+    assert (code, doc["active"], doc["policy"]) == (0, False, None)
+    assert "cannot be loaded" in doc["findings"][0]
+    validate(doc, "status.schema.json")
+
+
+def test_verify_json_of_several_models(
+    tmp_path: Path, model: Path, keypair: tuple[Path, Path]
+) -> None:
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "a.bin").write_bytes(b"a")
+    modelsign.sign(second, keypair[0])
+    code, doc = run_json("verify", model, second, "--key", keypair[1])
+    assert (code, doc["verified"], len(doc["models"])) == (0, True, 2)
+    validate(doc, "verify.schema.json")
+    flip_byte(second / "a.bin", 0)
+    code, doc = run_json("verify", model, second, "--key", keypair[1])
+    assert (code, doc["verified"]) == (1, False)
+    assert [m["verified"] for m in doc["models"]] == [True, False]
+    assert doc["models"][1]["model"] == str(second)
+    validate(doc, "verify.schema.json")
+
+
+def test_sign_and_keygen_json(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    code, doc = run_json("keygen", "--output", f"{tmp_path}/keys/", "--no-passphrase")
+    assert code == 0
+    assert doc["private_key"] == str(tmp_path / "keys" / "modelsign.key")
+    validate(doc, "keygen.schema.json")
+    code, doc = run_json("keygen", "--output", f"{tmp_path}/keys/", "--no-passphrase")
+    assert (code, doc["error"]["type"]) == (2, "OverwriteError")
+    validate(doc, "keygen.schema.json")
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"w" * 10)
+    code, doc = run_json("sign", model, "--key", keypair[0], "--shard-size", "4")
+    assert (code, doc["serialization"], doc["files"]) == (0, "shards", 1)
+    validate(doc, "sign.schema.json")
+    code, doc = run_json("sign", model, "--key", keypair[0], "--shard-size", "0")
+    assert code == 2
+    assert doc["error"]["parameter"] is None  # the CLI's own check of --shard-size
+    validate(doc, "sign.schema.json")

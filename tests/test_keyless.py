@@ -152,7 +152,6 @@ def test_keyless_cli(model: Path, fake: FakeSigstore, tmp_path: Path) -> None:
             str(token),
             "--trust-config",
             str(fake.trust_config_path),
-            "-q",
         ],
         capture_output=True,
         text=True,

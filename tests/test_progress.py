@@ -1,7 +1,7 @@
 """The CLI's progress reporter and the parsing of ``--shard-size``.
 
 The reporter shows nothing, and does not even import rich, until hashing has
-lasted :attr:`modelsign.cli._Reporter.delay` seconds; it then shows files and
+lasted :attr:`modelsign._cli._progress.Reporter.delay` seconds; it then shows files and
 bytes. The clock is injected and the console writes to a StringIO, so no test
 waits or depends on timing.
 """
@@ -19,7 +19,7 @@ from rich.console import Console
 
 import modelsign
 from modelsign import keys
-from modelsign.cli import _parse_size, _progress, _Reporter
+from modelsign._cli._progress import Reporter, parse_size, progress
 from modelsign.errors import Error, UsageError
 from tests.test_cli import cli
 
@@ -43,7 +43,7 @@ def screen() -> tuple[Console, io.StringIO]:
 def test_nothing_is_shown_before_the_delay(screen: tuple[Console, io.StringIO]) -> None:
     console, out = screen
     clock = Clock()
-    reporter = _Reporter("signing", console=console, clock=clock)
+    reporter = Reporter("signing", console=console, clock=clock)
     reporter.start(3, 300)
     reporter.advance(100)
     reporter.file_done()
@@ -63,7 +63,7 @@ def test_the_bar_opens_once_the_delay_has_passed(
 ) -> None:
     console, out = screen
     clock = Clock()
-    reporter = _Reporter("verifying", console=console, clock=clock)
+    reporter = Reporter("verifying", console=console, clock=clock)
     reporter.start(3, 300)
     reporter.advance(100)
     assert reporter.bar is None
@@ -98,9 +98,9 @@ def test_the_bar_opens_once_the_delay_has_passed(
 def test_rich_is_imported_only_when_the_bar_opens() -> None:
     code = (
         "import io, sys\n"
-        "from modelsign.cli import _Reporter\n"
+        "from modelsign._cli._progress import Reporter\n"
         "now = [0.0]\n"
-        "r = _Reporter('signing', clock=lambda: now[0])\n"
+        "r = Reporter('signing', clock=lambda: now[0])\n"
         "r.start(2, 10)\n"
         "r.advance(5)\n"
         "r.file_done()\n"
@@ -142,7 +142,7 @@ def test_every_file_is_counted_once_when_signing_and_verifying(
     total = _model(model)
     for run in ("sign", "verify"):
         clock = Clock()
-        reporter = _Reporter(run, console=console, clock=clock)
+        reporter = Reporter(run, console=console, clock=clock)
         clock.now += reporter.delay  # the bar opens at the first report
         try:
             if run == "sign":
@@ -159,11 +159,11 @@ def test_every_file_is_counted_once_when_signing_and_verifying(
 
 
 def test_no_reporter_when_quiet_or_not_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
-    with _progress("signing", quiet=True) as progress:
-        assert progress is None
+    with progress("signing", quiet=True) as reporter:
+        assert reporter is None
     assert not sys.stderr.isatty()  # pytest captures it
-    with _progress("signing", quiet=False) as progress:
-        assert progress is None
+    with progress("signing", quiet=False) as reporter:
+        assert reporter is None
 
 
 # --------------------------------------------------------------------------
@@ -188,11 +188,11 @@ def test_no_reporter_when_quiet_or_not_on_a_terminal(capsys: pytest.CaptureFixtu
     ],
 )
 def test_parse_size(text: str, size: int) -> None:
-    assert _parse_size(text) == size
+    assert parse_size(text) == size
 
 
 def test_parse_size_none_is_no_shards() -> None:
-    assert _parse_size(None) is None
+    assert parse_size(None) is None
 
 
 @pytest.mark.parametrize(
@@ -200,7 +200,7 @@ def test_parse_size_none_is_no_shards() -> None:
 )
 def test_parse_size_refuses(text: str) -> None:
     with pytest.raises(Error) as info:
-        _parse_size(text)
+        parse_size(text)
     assert type(info.value) is UsageError
     assert str(info.value) == (
         f"--shard-size {text!r}: give a positive size, such as 1000000 or 1G"
@@ -225,7 +225,7 @@ def test_calls_after_close_open_no_bar(screen: tuple[Console, io.StringIO]) -> N
     it must not start a live display that nobody stops."""
     console, out = screen
     clock = Clock()
-    reporter = _Reporter("verifying", console=console, clock=clock)
+    reporter = Reporter("verifying", console=console, clock=clock)
     reporter.start(2, 200)
     reporter.close()
     clock.now += reporter.delay + 1

@@ -18,7 +18,7 @@ import json
 import random
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,12 +205,6 @@ def signed(tmp_path: Path, keypair: tuple[Path, Path]) -> Signed:
     files = write_model(model, LAYOUT)
     modelsign.sign(model, keypair[0], shard_size=SHARD)
     return Signed(model, files, keypair[0], keypair[1], SHARD)
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_hook() -> Iterator[None]:
-    yield
-    hooks.uninstall()
 
 
 def refused(
@@ -493,7 +487,7 @@ def test_more_than_max_shards_is_refused_before_hashing(
 def test_round_trip_cli(tmp_path: Path, ed_keypair: tuple[Path, Path], size_arg: str) -> None:
     model = tmp_path / "model"
     files = write_model(model, {"big.bin": 2 * 1024 + 100, "one.bin": 1024, "e": 0, "sub/x": 10})
-    result = cli("sign", model, "--key", ed_keypair[0], "--shard-size", size_arg, "-q")
+    result = cli("sign", model, "--key", ed_keypair[0], "--shard-size", size_arg)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"signed {model} (4 files) -> {model / 'model.sig'}\n")
     statement = statement_of(model / "model.sig")

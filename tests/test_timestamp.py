@@ -350,7 +350,7 @@ def test_tsa_file_needs_a_self_signed_root(tmp_path: Path, pki: dict[str, Path],
 def test_cli_tsa_option(tmp_path: Path, pki: dict[str, Path], tsa: TSA) -> None:
     model = _signed_model(tmp_path, pki)
     _stamp(model, tsa, NOW - 45 * DAY)
-    base = [*CLI, "verify", str(model), "--ca", str(pki["root"]), "--identity", ID, "-q"]
+    base = [*CLI, "verify", str(model), "--ca", str(pki["root"]), "--identity", ID]
     ok = subprocess.run([*base, "--tsa", str(pki["tsa"])], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert f"valid at {NOW - 45 * DAY:%Y-%m-%dT%H:%M:%SZ} (earliest of 1 timestamp(s)" in ok.stdout

@@ -34,7 +34,15 @@ from modelsign.hooks import _audit, _children, _code, _formats, _loaders, _pickl
 from modelsign.hooks._common import current_guard, set_guard
 from modelsign.policy import Policy
 
-__all__ = ["covered", "enforce", "install", "installed", "status", "uninstall"]
+__all__ = [
+    "covered",
+    "enforce",
+    "install",
+    "installed",
+    "status",
+    "uninstall",
+    "watched_modules",
+]
 
 Patch = tuple[object, str, Any]
 
@@ -275,6 +283,12 @@ def _deactivate() -> None:
     _patched_modules.clear()
     set_guard(None)
     _children.restore()
+
+
+def watched_modules() -> list[str]:
+    """The modules whose loader entry points enforcement patches (now, or
+    when they are imported)."""
+    return sorted(_TARGETS)
 
 
 def installed() -> bool:

@@ -251,14 +251,23 @@ _warned_lock = threading.Lock()
 
 
 def refuse(guard: Guard, error: LoadRefusedError) -> None:
-    """Raise ``error``; in warn mode, log it instead (once per guard and
-    message: a load that passes through nested loaders warns once)."""
+    """Raise ``error``; in warn mode, log it instead, once per file (a load
+    that passes through nested loaders warns once), with structured fields a
+    log pipeline can read from the record's ``modelsign`` attribute: file,
+    reason (the refusal class), expected, actual, policy, message."""
     if guard.policy.mode != "warn":
         raise error
-    message = str(error)
     with _warned_lock:
         seen = _warned.setdefault(guard, set())
-        if message in seen:
+        if error.target in seen:
             return
-        seen.add(message)
-    log.warning("modelsign (warn mode, loading anyway): %s", message)
+        seen.add(error.target)
+    fields = {
+        "file": error.target,
+        "reason": type(error).__name__,
+        "expected": error.expected,
+        "actual": error.actual,
+        "policy": error.policy,
+        "message": str(error),
+    }
+    log.warning("modelsign (warn mode, loading anyway): %s", error, extra={"modelsign": fields})

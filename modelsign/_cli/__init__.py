@@ -1,0 +1,15 @@
+"""The ``modelsign`` command: the only code that prints or exits.
+
+One module per command family; importing this package registers them all on
+:data:`app`, in the order ``--help`` lists them.
+"""
+
+from __future__ import annotations
+
+# isort: off
+from modelsign._cli import _keys, _sign, _verify, _inspect, _enforce  # noqa: F401 - registers
+
+# isort: on
+from modelsign._cli._app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,258 @@
+"""``modelsign run`` and ``modelsign status``: enforcement in an environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from modelsign._cli._app import app, errors, message_of, print_json
+from modelsign.errors import Error, UsageError
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def run(
+    ctx: typer.Context,
+    policy: Annotated[Path, typer.Option(help="The TOML trust policy to enforce.")],
+) -> None:
+    """Run a program with enforcement active from its first line.
+
+    modelsign run --policy P -- python serve.py args...
+
+    Sets MODELSIGN_POLICY for the program; the modelsign-autoload.pth hook of
+    this environment then installs the loader hooks before the program's first
+    import. A program that is a Python without modelsign is refused, so that
+    enforcement is never silently off. Exits with the program's exit code.
+    """
+    from modelsign.policy import Policy  # noqa: PLC0415
+
+    with errors():
+        command = list(ctx.args)
+        if command[:1] == ["--"]:
+            command = command[1:]
+        if not command:
+            raise UsageError("give the program to run after --, e.g. -- python serve.py")
+        Policy.load(policy)  # refuse a bad policy here, with a clear message
+        env = {**os.environ, "MODELSIGN_POLICY": str(policy.resolve())}
+        _check_enforcement(command, env)
+        try:
+            os.execvpe(command[0], command, env)  # noqa: S606 - the user's own program
+        except OSError as e:
+            raise UsageError(f"cannot run {command[0]!r}: {e.strerror}") from e
+
+
+def _check_enforcement(command: list[str], env: dict[str, str]) -> None:
+    """When the program is a Python, check that enforcement will be on in it,
+    under the very options it is started with (``-S`` skips the site module,
+    and so modelsign-autoload.pth; ``-s`` or ``-I`` skip a user site)."""
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    interpreter = _python_command(command, env)
+    if interpreter is None:
+        return
+    executable, options = interpreter
+    probe = (
+        "import sys\n"
+        "try:\n    import modelsign.hooks as h\n"
+        "except ImportError:\n    sys.exit(4)\n"
+        "sys.exit(0 if h.installed() else 3)\n"
+    )
+    resolved = shutil.which(executable, path=env.get("PATH")) or executable
+    try:
+        result = subprocess.run(  # noqa: S603 - the user's own interpreter
+            [resolved, *options, "-c", probe], env=env, capture_output=True, text=True, check=False
+        )
+    except OSError as e:
+        raise UsageError(f"cannot run {executable!r}: {e.strerror}") from e
+    shown = " ".join([resolved, *options])
+    if result.returncode == 4:
+        raise UsageError(
+            f"enforcement would not be active in `{shown}`: modelsign cannot be imported there "
+            "(install modelsign in that environment; options such as -S or -I can hide it)"
+        )
+    if result.returncode != 0:
+        detail = result.stderr.strip().splitlines()[-1:] if result.returncode != 3 else []
+        raise UsageError(
+            f"enforcement would not be active in `{shown}`: its modelsign-autoload.pth does not "
+            "run at start-up (-S skips the site module that runs it; drop that option)"
+            + (f": {detail[0]}" if detail else "")
+        )
+
+
+def _python_command(command: list[str], env: dict[str, str]) -> tuple[str, list[str]] | None:
+    """(interpreter, its options) when ``command`` starts a Python: a
+    ``python...`` program, or a script whose ``#!`` line names one."""
+    import shlex  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    program = command[0]
+    if Path(program).name == "env":  # env [-i] [-u NAME] [NAME=VALUE]... PROGRAM ARGS...
+        rest = command[1:]
+        while rest and (rest[0].startswith("-") or "=" in rest[0]):
+            rest = rest[2:] if rest[0] in ("-u", "--unset", "-C", "--chdir") else rest[1:]
+        return _python_command(rest, env) if rest else None
+    if Path(program).name.startswith("python"):
+        return program, _interpreter_options(command[1:])
+    path = shutil.which(program, path=env.get("PATH")) or program
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(4096)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = shlex.split(first[2:].decode("utf-8", "replace"))
+    if words[:1] and Path(words[0]).name == "env":
+        words = [w for w in words[1:] if not w.startswith("-")]
+    if not words or not Path(words[0]).name.startswith("python"):
+        return None
+    return words[0], _interpreter_options(words[1:])
+
+
+def _interpreter_options(args: list[str]) -> list[str]:
+    """The interpreter options at the start of ``args``: up to the program
+    (a script, ``-``, ``-c CMD`` or ``-m MOD``), as CPython reads them."""
+    options: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--check-hash-based-pycs":
+            options += args[i : i + 2]
+            i += 2
+            continue
+        if not arg.startswith("-") or arg in ("-", "--") or arg.startswith("--"):
+            break
+        flags = arg[1:]
+        for j, flag in enumerate(flags):
+            if flag in "cm":  # the program starts here
+                if j:
+                    options.append(f"-{flags[:j]}")
+                return options
+            if flag in "WX":  # an option with a value: the rest, or the next argument
+                options.append(arg)
+                if j == len(flags) - 1:
+                    options += args[i + 1 : i + 2]
+                    i += 1
+                break
+        else:
+            options.append(arg)
+        i += 1
+    return options
+
+
+@app.command()
+def status(
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Say whether enforcement is active in this environment: under which
+    policy, trusting whom, where, and what it covers; a policy that cannot be
+    loaded is reported as a finding."""
+    with errors(json_output):
+        state = _status()
+        if json_output:
+            print_json(state)
+            return
+        if state["active"]:
+            policy = state["policy"]
+            typer.echo(f"enforcement: ACTIVE (policy {policy['source']}, mode {policy['mode']})")
+        else:
+            typer.echo("enforcement: off (set MODELSIGN_POLICY or use `modelsign run`)")
+        typer.echo(f"MODELSIGN_POLICY: {state['MODELSIGN_POLICY'] or 'not set'}")
+        typer.echo(f"autoload hook: {state['autoload_pth'] or 'not installed'}")
+        policy = state["policy"]
+        if policy is not None:
+            typer.echo("trusted:")
+            for anchor in policy["anchors"]:
+                typer.echo(f"  {_anchor_line(anchor)}")
+            scope = ", ".join(policy["scope"]) or "every file"
+            typer.echo(f"scope: {scope}")
+            typer.echo(
+                f"discovery: {'on' if policy['discover'] else 'off'} "
+                "(FILE.sig beside a file, the nearest model.sig above it)"
+            )
+            extra = ", ".join(policy["allowed_globals"]) or "none"
+            typer.echo(
+                f"unverified unpickling: {policy['unverified_pickles']} "
+                f"(globals beyond the allowlist: {extra})"
+            )
+        typer.echo(f"patched when imported: {', '.join(state['loaders'])}")
+        typer.echo(f"loaders importable here: {', '.join(state['importable']) or 'none'}")
+        for finding in state["findings"]:
+            typer.echo(f"FINDING: {finding}")
+
+
+def _anchor_line(anchor: dict[str, Any]) -> str:
+    if anchor["kind"] == "key":
+        return f"key {anchor['key_id']} ({anchor['algorithm']}, {anchor['source']})"
+    if anchor["kind"] == "sigstore":
+        return f"Sigstore identity {anchor['identity']} (issuer {anchor['issuer']})"
+    return f"certificates for {anchor['identity']} from CA {anchor['ca']}"
+
+
+def _status() -> dict[str, Any]:
+    """Enforcement as this environment sets it up for the Python processes
+    started in it (the modelsign command itself does not enforce)."""
+    import importlib.util  # noqa: PLC0415
+    import sysconfig  # noqa: PLC0415
+
+    from modelsign.hooks import watched_modules  # noqa: PLC0415
+    from modelsign.policy import ENV_VAR, Policy  # noqa: PLC0415
+
+    pth = Path(sysconfig.get_paths()["purelib"]) / "modelsign-autoload.pth"
+    variable = os.environ.get(ENV_VAR) or None
+    findings: list[str] = []
+    policy = None
+    if variable is not None:
+        try:
+            policy = Policy.from_environment()
+        except Error as e:
+            findings.append(
+                f"{ENV_VAR}={variable!r} cannot be loaded: {message_of(e)}; every Python "
+                "process started in this environment stops with exit code 2 until it is fixed"
+            )
+    if variable is not None and not pth.exists():
+        findings.append(
+            f"{ENV_VAR} is set but the autoload hook is not installed ({pth}): enforcement is "
+            "not active; reinstall modelsign in this environment"
+        )
+    loaders = ("torch", "numpy", "joblib", "safetensors", "transformers")
+    return {
+        "active": policy is not None and pth.exists(),
+        "MODELSIGN_POLICY": variable,
+        "autoload_pth": str(pth) if pth.exists() else None,
+        "policy": None if policy is None else _policy_json(policy),
+        "findings": findings,
+        "loaders": watched_modules(),
+        "importable": [m for m in loaders if importlib.util.find_spec(m) is not None],
+    }
+
+
+def _policy_json(policy: Any) -> dict[str, Any]:
+    anchors: list[dict[str, Any]] = [
+        {"kind": "key", "key_id": k.key_id, "algorithm": k.algorithm, "source": k.source}
+        for k in policy.keys
+    ]
+    anchors += [
+        {"kind": "sigstore", "identity": s.identity, "issuer": s.issuer, "root": s.describe()}
+        for s in policy.sigstore
+    ]
+    anchors += [
+        {"kind": "certificate", "identity": c.identity, "ca": str(c.ca)}
+        for c in policy.certificates
+    ]
+    return {
+        "source": policy.source,
+        "mode": policy.mode,
+        "anchors": anchors,
+        "bundles": [str(b) for b in policy.bundles],
+        "scope": list(policy.scope),
+        "discover": policy.discover,
+        "pickle_loads": policy.pickle_loads,
+        "unverified_pickles": policy.unverified_pickles,
+        "allowed_globals": sorted(policy.allowed_globals),
+    }

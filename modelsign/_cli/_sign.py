@@ -1,0 +1,145 @@
+"""``modelsign sign``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, cast
+
+import typer
+
+from modelsign._cli._app import app, errors, not_a_folder, print_json
+from modelsign._cli._keys import private_key
+from modelsign._cli._progress import parse_size, progress
+from modelsign.errors import UsageError
+
+if TYPE_CHECKING:
+    from modelsign.manifest import HashType
+
+
+@app.command()
+def sign(
+    model: Annotated[
+        Path, typer.Argument(help="A model directory or a single model file.", metavar="MODEL")
+    ],
+    key: Annotated[
+        Path | None, typer.Option(help="Private key (PEM); with --certificate, the leaf's key.")
+    ] = None,
+    signature: Annotated[
+        Path | None,
+        typer.Option(help="Bundle path (default: MODEL/model.sig, or MODEL.sig beside a file)."),
+    ] = None,
+    hash_type: Annotated[str, typer.Option("--hash", help="sha256, blake2b or blake3.")] = "sha256",
+    ignore_path: Annotated[
+        list[str] | None,
+        typer.Option(help="A relative path to leave unsigned (repeatable).", metavar="PATH"),
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None, typer.Option(help="Passphrase of an encrypted key (or MODELSIGN_PASSPHRASE).")
+    ] = None,
+    certificate: Annotated[
+        Path | None, typer.Option(help="Leaf certificate (PEM) of --key: certificate method.")
+    ] = None,
+    certificate_chain: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Intermediate certificates (PEM), leaf's issuer first (repeatable).",
+            metavar="PEM",
+        ),
+    ] = None,
+    use_sigstore: Annotated[
+        bool, typer.Option("--sigstore", help="Sign keylessly with Sigstore.")
+    ] = False,
+    identity_token: Annotated[
+        str | None, typer.Option(help="OIDC identity token for --sigstore.")
+    ] = None,
+    identity_token_file: Annotated[
+        Path | None, typer.Option(help="File holding the OIDC identity token.")
+    ] = None,
+    oauth: Annotated[
+        bool, typer.Option("--oauth", help="Get the identity token in a browser.")
+    ] = False,
+    staging: Annotated[bool, typer.Option("--staging", help="Use Sigstore's staging.")] = False,
+    trust_config: Annotated[
+        Path | None, typer.Option(help="ClientTrustConfig JSON of a private Sigstore.")
+    ] = None,
+    shard_size: Annotated[
+        str | None,
+        typer.Option(
+            help="Hash files in shards of this many bytes (OMS method 'shards'), e.g. 1G, "
+            "500M, 1000000: a large file is hashed on every core.",
+            metavar="SIZE",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace a bundle by another signer (its signature is lost)."),
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress, and nothing printed on success.")
+    ] = False,
+) -> None:
+    """Sign a model: hash every file and write an OMS v1.0 bundle.
+
+    With --key: key method. With --key and --certificate [--certificate-chain]:
+    certificate method. With --sigstore: keyless (identity token from
+    --identity-token[-file], the CI environment, or --oauth).
+    """
+    from modelsign.signing import (  # noqa: PLC0415
+        CertificateSigner,
+        KeySigner,
+        Signer,
+        SigstoreSigner,
+    )
+    from modelsign.signing import sign as do_sign  # noqa: PLC0415
+
+    with errors(json_output):
+        not_a_folder(signature, "signature")
+        signer: Signer
+        if use_sigstore:
+            if key is not None or certificate is not None:
+                raise UsageError("--sigstore signs keylessly: do not give --key or --certificate")
+            signer = SigstoreSigner(
+                identity_token,
+                identity_token_file,
+                oauth,
+                "staging" if staging else "production",
+                trust_config,
+            )
+        elif key is None:
+            raise UsageError(
+                "give --key (with --certificate for the certificate method) or --sigstore"
+            )
+        else:
+            private = private_key(key, passphrase_file)
+            signer = (
+                CertificateSigner.from_files(private, certificate, certificate_chain or ())
+                if certificate is not None
+                else KeySigner(private)
+            )
+        with progress("signing", quiet or json_output) as reporter:
+            result = do_sign(
+                model,
+                signer,
+                signature=signature,
+                hash_type=cast("HashType", hash_type),  # sign() says which it knows
+                ignore_paths=ignore_path or (),
+                force=force,
+                progress=reporter,
+                shard_size=parse_size(shard_size),
+            )
+        if json_output:
+            print_json(result.to_json())
+            return
+        if quiet:
+            return
+        count = len(result.manifest.file_fingerprints())
+        typer.echo(
+            f"signed {model} ({count} file{'s' if count != 1 else ''}) -> {result.signature}"
+        )
+        by = result.signed_by
+        if by.method == "sigstore":
+            typer.echo(f"signer: Sigstore identity {by.identity}")
+        else:
+            typer.echo(f"{by.method} method, key id: {by.key_id} ({by.algorithm})")
+        typer.echo(f"root digest: sha256:{result.manifest.root_digest}")
