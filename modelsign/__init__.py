@@ -63,7 +63,17 @@ _LAZY = {
 
 #: The public modules, served as attributes too (``modelsign.hooks``).
 _MODULES = frozenset(
-    {"errors", "keys", "policy", "signing", "verifying", "hooks", "manifest", "bundle"}
+    {
+        "errors",
+        "keys",
+        "policy",
+        "signing",
+        "verifying",
+        "hooks",
+        "manifest",
+        "bundle",
+        "checkpoints",
+    }
 )
 
 __all__ = [

@@ -50,6 +50,10 @@ MAX_SHARDS = 1_000_000
 MAX_SHARD_SIZE = 2**63 - 1
 
 
+def files_phrase(count: int) -> str:
+    return "1 file" if count == 1 else f"{count} files"
+
+
 def default_signature_path(model: Path) -> Path:
     """``MODEL/model.sig`` for a directory, ``MODEL.sig`` beside a single file."""
     if model.is_dir():
@@ -104,9 +108,10 @@ class SignedModel:
     signed_by: SignedBy
 
     def __repr__(self) -> str:
+        files = files_phrase(len(self.manifest.file_fingerprints()))
         return (
             f"SignedModel({str(self.signature)!r}, {self.signed_by.describe()}, "
-            f"{len(self.manifest.file_fingerprints())} files, root {self.manifest.root_digest})"
+            f"{files}, root {self.manifest.root_digest})"
         )
 
     def to_json(self) -> dict[str, object]:

@@ -48,7 +48,7 @@ from modelsign.hashing import (
 from modelsign.keys import PublicKey
 from modelsign.manifest import Manifest
 from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdentity
-from modelsign.signing import SignedBy, default_signature_path, display_name
+from modelsign.signing import SignedBy, default_signature_path, display_name, files_phrase
 
 __all__ = ["VerifiedModel", "check_bundle", "compare", "read_bundle", "verify"]
 
@@ -80,7 +80,7 @@ class VerifiedModel:
     def __repr__(self) -> str:
         return (
             f"VerifiedModel({str(self.model)!r}, {self.signed_by.describe()}, "
-            f"{len(self.files)} files, root {self.root_digest})"
+            f"{files_phrase(len(self.files))}, root {self.root_digest})"
         )
 
     def to_json(self) -> dict[str, object]:
