@@ -98,11 +98,22 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def extra_requirements() -> list[Requirement]:
-    """The ``test`` extra of pyproject.toml, for this interpreter (markers applied)."""
+def extra_requirements(extra: str = "test") -> list[Requirement]:
+    """An extra of pyproject.toml, for this interpreter (markers applied); an
+    entry naming modelsign's own extras (``modelsign[transformers]``) stands
+    for their requirements."""
     project = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]
-    reqs = [Requirement(r) for r in project["optional-dependencies"]["test"]]
-    return [r for r in reqs if r.marker is None or r.marker.evaluate({"extra": "test"})]
+    reqs = [Requirement(r) for r in project["optional-dependencies"][extra]]
+    out: list[Requirement] = []
+    for r in reqs:
+        if r.marker is not None and not r.marker.evaluate({"extra": extra}):
+            continue
+        if _normalize(r.name) == _normalize(project["name"]):
+            for nested in sorted(r.extras):
+                out += extra_requirements(nested)
+        else:
+            out.append(r)
+    return out
 
 
 def import_names(distribution: str, modules: dict[str, list[str]]) -> list[str]:
