@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
 
-from modelsign import archive
+from modelsign import _archive as archive
 from modelsign.enumerating import ModelFile
 from modelsign.errors import ConfigError, UnsafeArchiveError, UnsafeModelError
 

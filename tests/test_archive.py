@@ -1,4 +1,4 @@
-"""modelsign.archive: zip/tar detection, member listing, and refusal of ambiguous archives.
+"""modelsign._archive: zip/tar detection, member listing, and refusal of ambiguous archives.
 
 Every hostile archive is built here from a benign one, either written by zipfile /
 tarfile and then patched at known header offsets, or written by hand with struct.
@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelsign.archive import Layout, Member, inspect, member_digest
+from modelsign._archive import Layout, Member, inspect, member_digest
 from modelsign.errors import UnsafeArchiveError
 from tests.zipkit import (
     CD_CRC,

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import modelsign
-import modelsign.archive
+import modelsign._archive
 import modelsign.guard
 from modelsign import hooks
 from modelsign.errors import (
@@ -403,7 +403,7 @@ def test_file_rewritten_after_verification_loads_the_signed_bytes(
     evil = {"w": torch.full((3, 4), 666.0), "b": torch.zeros(2)}
     evil_bytes = io.BytesIO()
     torch.save(evil, evil_bytes)
-    real_inspect = modelsign.archive.inspect
+    real_inspect = modelsign._archive.inspect
     swapped = []
 
     def inspect_then_swap(f: Any, size: int, name: str) -> Any:
@@ -413,7 +413,7 @@ def test_file_rewritten_after_verification_loads_the_signed_bytes(
             swapped.append(True)
         return result
 
-    monkeypatch.setattr(modelsign.archive, "inspect", inspect_then_swap)
+    monkeypatch.setattr(modelsign._archive, "inspect", inspect_then_swap)
     with hooks.enforce(policy):
         loaded = torch.load(signed_pt, mmap=mmap)
     assert swapped

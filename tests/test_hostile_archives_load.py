@@ -44,7 +44,7 @@ import pytest
 import torch
 
 import modelsign
-import modelsign.archive
+import modelsign._archive
 import modelsign.guard
 import modelsign.hashing
 from modelsign import keys
@@ -703,7 +703,7 @@ LOADERS: dict[str, Loader] = {
 #: (Guard._hash_bytes, for files read into memory), or after the archive check
 #: (archive.inspect, the last step before the loader runs, on every path).
 SWAP_POINTS: dict[str, tuple[Any, str]] = {
-    "after-archive-check": (modelsign.archive, "inspect"),
+    "after-archive-check": (modelsign._archive, "inspect"),
     "after-hashing": (modelsign.guard, "_hash_bytes"),
 }
 
