@@ -2,7 +2,7 @@
 
 The issue's bar: "sha256 of many files must reach at least 90 % of what hashlib
 reaches on the same bytes with one thread per core". This measures exactly the
-engine, ``modelsign.hashing.hash_files`` (archive checks included, as when
+engine, ``modelsign._hashing.hash_files`` (archive checks included, as when
 verifying; the file list made beforehand, as for hashlib, and also with it),
 against ``_common.sha256_files`` (one thread per core, ``readinto``
 a reused 16 MiB buffer), one after the other, on the models of ``compare.py``:
@@ -39,8 +39,8 @@ import _common
 from _common import GIB, MIB, load_average, machine, model_files, sha256_files, warm_cache
 from compare import build_dir, build_single, build_tree
 
-from modelsign.enumerating import ModelFile, enumerate_model
-from modelsign.hashing import FileDigest, hash_files
+from modelsign._enumerating import ModelFile, enumerate_model
+from modelsign._hashing import FileDigest, hash_files
 
 #: "of hashlib" (hashlib's time / the engine's) that "sha256 files" must reach.
 GOAL = 0.90

@@ -55,9 +55,9 @@ _LAZY = {
     "sign": "modelsign.signing",
     "VerifiedModel": "modelsign.verifying",
     "verify": "modelsign.verifying",
-    "BundleClaims": "modelsign.inspecting",
-    "ClaimedSigner": "modelsign.inspecting",
-    "inspect_bundle": "modelsign.inspecting",
+    "BundleClaims": "modelsign._inspecting",
+    "ClaimedSigner": "modelsign._inspecting",
+    "inspect_bundle": "modelsign._inspecting",
     "enforce": "modelsign.hooks",
 }
 
@@ -108,9 +108,9 @@ __all__ = [
 ]
 
 if _TYPE_CHECKING:
+    from modelsign._inspecting import BundleClaims, ClaimedSigner, inspect_bundle
     from modelsign.errors import Error, UsageError, VerificationError
     from modelsign.hooks import enforce
-    from modelsign.inspecting import BundleClaims, ClaimedSigner, inspect_bundle
     from modelsign.keys import PrivateKey, PublicKey, generate, load_private_key, load_public_key
     from modelsign.manifest import HashType
     from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdentity

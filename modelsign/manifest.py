@@ -20,10 +20,8 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
 from modelsign import _json
-from modelsign._paths import check_name, collision_key
-from modelsign.enumerating import SINGLE_FILE_NAME
-from modelsign.errors import MalformedBundleError, UnsafeModelError
-from modelsign.hashing import (
+from modelsign._enumerating import SINGLE_FILE_NAME
+from modelsign._hashing import (
     DIGEST_HEX_LENGTH,
     HASH_TYPES,
     NO_SHARDS,
@@ -33,6 +31,8 @@ from modelsign.hashing import (
     scheme,
     shard_fingerprint,
 )
+from modelsign._paths import check_name, collision_key
+from modelsign.errors import MalformedBundleError, UnsafeModelError
 
 __all__ = [
     "PREDICATE_TYPE",
@@ -90,7 +90,7 @@ class Serialization:
 
     @property
     def scheme(self) -> str:
-        """How one file is hashed (see :func:`modelsign.hashing.scheme`)."""
+        """How one file is hashed (see :func:`modelsign._hashing.scheme`)."""
         return scheme(self.hash_type, self.shard_size)
 
     def to_json(self) -> dict[str, Any]:
@@ -404,8 +404,8 @@ class Manifest:
 
     def file_fingerprints(self) -> Mapping[str, str]:
         """What each signed file must hash to, by file name: its digest, or in
-        shard mode its shard fingerprint (:func:`modelsign.hashing.shard_fingerprint`;
-        :data:`~modelsign.hashing.NO_SHARDS` for an empty file). Computed
+        shard mode its shard fingerprint (:func:`modelsign._hashing.shard_fingerprint`;
+        :data:`~modelsign._hashing.NO_SHARDS` for an empty file). Computed
         once per manifest (a bundle may list a million shards), read-only."""
         return MappingProxyType(self._fingerprints)
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from modelsign._atomic import temporary_name_prefix, write_atomic
+from modelsign._enumerating import DEFAULT_IGNORES, ModelFile, ModelTree, enumerate_model
 from modelsign._files import read_small
+from modelsign._hashing import Progress, hash_files
 from modelsign.bundle import PAYLOAD_TYPE, Bundle, CertificateMaterial, Envelope, KeyMaterial, pae
-from modelsign.enumerating import DEFAULT_IGNORES, ModelFile, ModelTree, enumerate_model
 from modelsign.errors import Error, OverwriteError, UnsafeModelError, UsageError
-from modelsign.hashing import Progress, hash_files
 from modelsign.keys import PrivateKey, PublicKey, load_private_key
 from modelsign.manifest import HashType, Manifest, Serialization, check_shard_path
 
@@ -382,7 +382,7 @@ def _refuse_replacing(signature: Path, ours: str) -> None:
     """Replacing a bundle by another signer loses their signature: refuse
     unless asked (``force``), saying whose it is. Re-signing by the same
     signer replaces it."""
-    from modelsign.inspecting import inspect_bundle  # noqa: PLC0415
+    from modelsign._inspecting import inspect_bundle  # noqa: PLC0415
 
     try:
         claimed = inspect_bundle(signature).signer

@@ -14,7 +14,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelsign import _json
+from modelsign._enumerating import SINGLE_FILE_NAME, ModelTree, enumerate_model
 from modelsign._files import read_small
+from modelsign._hashing import (
+    MemberDigest,
+    Progress,
+    differing_shards,
+    fingerprint_size,
+    hash_file,
+    hash_files,
+    parse_shard_fingerprint,
+)
 from modelsign.bundle import (
     Bundle,
     CertificateMaterial,
@@ -23,7 +33,6 @@ from modelsign.bundle import (
     pae,
     pae_legacy,
 )
-from modelsign.enumerating import SINGLE_FILE_NAME, ModelTree, enumerate_model
 from modelsign.errors import (
     BundleTooLargeError,
     Error,
@@ -35,15 +44,6 @@ from modelsign.errors import (
     UntrustedSignerError,
     UsageError,
     VerificationError,
-)
-from modelsign.hashing import (
-    MemberDigest,
-    Progress,
-    differing_shards,
-    fingerprint_size,
-    hash_file,
-    hash_files,
-    parse_shard_fingerprint,
 )
 from modelsign.keys import PublicKey
 from modelsign.manifest import Manifest

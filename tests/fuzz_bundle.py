@@ -44,6 +44,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from modelsign._hashing import MemberDigest
 from modelsign.bundle import (
     PAYLOAD_TYPE,
     Bundle,
@@ -53,7 +54,6 @@ from modelsign.bundle import (
     pae,
 )
 from modelsign.errors import Error
-from modelsign.hashing import MemberDigest
 from modelsign.keys import PrivateKey
 from modelsign.manifest import Manifest, Resource, Serialization
 from modelsign.policy import Policy

@@ -1,4 +1,4 @@
-"""modelsign.hashing's own thread pool: results in order, the first error raised."""
+"""modelsign._hashing's own thread pool: results in order, the first error raised."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from modelsign.hashing import _run_parallel
+from modelsign._hashing import _run_parallel
 
 
 @pytest.mark.parametrize("workers", [1, 2, 4, 64])

@@ -23,7 +23,7 @@ import torch
 
 import modelsign
 import modelsign._archive
-import modelsign.guard
+import modelsign._guard
 from modelsign import hooks
 from modelsign.errors import (
     ConfigError,
@@ -424,12 +424,12 @@ def test_file_rewritten_after_verification_loads_the_signed_bytes(
 def test_large_file_goes_through_a_sealed_memfd(
     policy: Policy, tmp_path: Path, keypair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(modelsign.guard, "MEMFD_THRESHOLD", 1)
+    monkeypatch.setattr(modelsign._guard, "MEMFD_THRESHOLD", 1)
     model = tmp_path / "m"
     model.mkdir()
     torch.save(STATE, model / "w.pt")
     modelsign.sign(model, keypair[0])
-    guard = modelsign.guard.Guard(policy)
+    guard = modelsign._guard.Guard(policy)
     with guard.open_path(model / "w.pt") as source:
         assert source.fd is not None
         import fcntl
@@ -601,7 +601,7 @@ def test_ambiguous_pt_signed_by_another_tool_never_runs(
     def no_archive_checks(tree: Any, hash_type: str, **kw: Any) -> Any:
         import hashlib
 
-        from modelsign.hashing import FileDigest
+        from modelsign._hashing import FileDigest
         from modelsign.manifest import Manifest, Serialization
 
         digests = {

@@ -589,7 +589,7 @@ def test_a_signed_compressed_pickle_truncated_after_its_check_still_loads(
 
 # ------------------------------------------------- large files (sealed memfd)
 
-#: Over modelsign.guard.MEMFD_THRESHOLD (32 MiB): verified into a sealed memfd,
+#: Over modelsign._guard.MEMFD_THRESHOLD (32 MiB): verified into a sealed memfd,
 #: and the loader is given its path, /proc/self/fd/N.
 LARGE = 33 * 1024 * 1024
 

@@ -45,18 +45,18 @@ import torch
 
 import modelsign
 import modelsign._archive
-import modelsign.guard
-import modelsign.hashing
+import modelsign._guard
+import modelsign._hashing
 from modelsign import keys
+from modelsign._enumerating import DEFAULT_IGNORES, enumerate_model
+from modelsign._hashing import FileDigest
 from modelsign.bundle import PAYLOAD_TYPE, Bundle, Envelope, KeyMaterial, pae
-from modelsign.enumerating import DEFAULT_IGNORES, enumerate_model
 from modelsign.errors import (
     ExtraFileError,
     UnsafeArchiveError,
     UnsafeLoadError,
     UnsignedFileError,
 )
-from modelsign.hashing import FileDigest
 from modelsign.manifest import Manifest, Serialization
 from modelsign.policy import Policy
 from tests.zipkit import (
@@ -515,9 +515,9 @@ LIMITED_CLI = """
 import resource, sys
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-import modelsign._cli, modelsign.hashing, modelsign.signing, modelsign.verifying
+import modelsign._cli, modelsign._hashing, modelsign.signing, modelsign.verifying
 if sys.argv[2] != "default":
-    modelsign.hashing.MAX_MEMBER_BYTES = int(sys.argv[2])
+    modelsign._hashing.MAX_MEMBER_BYTES = int(sys.argv[2])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 sys.argv = ["modelsign", *sys.argv[3:]]
 try:
@@ -579,7 +579,7 @@ def test_zip_bomb_signing_is_refused_or_bounded(
 def test_zip_bomb_sign_api_refuses_with_a_lower_member_limit(
     tmp_path: Path, signer: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    monkeypatch.setattr(modelsign.hashing, "MAX_MEMBER_BYTES", 10 * MB)
+    monkeypatch.setattr(modelsign._hashing, "MAX_MEMBER_BYTES", 10 * MB)
     model = tmp_path / "model"
     model.mkdir()
     ZIP_BOMBS[name].build(model / "arrays.npz")
@@ -593,7 +593,7 @@ def test_zip_bomb_sign_api_refuses_with_a_lower_member_limit(
 def test_zip_bomb_signed_by_another_tool_is_refused_at_verification(
     tmp_path: Path, signer: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    monkeypatch.setattr(modelsign.hashing, "MAX_MEMBER_BYTES", 10 * MB)
+    monkeypatch.setattr(modelsign._hashing, "MAX_MEMBER_BYTES", 10 * MB)
     model = tmp_path / "model"
     model.mkdir()
     ZIP_BOMBS[name].build(model / "arrays.npz")
@@ -606,7 +606,7 @@ def test_zip_bomb_signed_by_another_tool_is_refused_at_verification(
 def test_zip_bomb_signed_by_another_tool_is_refused_by_the_hook(
     tmp_path: Path, signer: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    monkeypatch.setattr(modelsign.hashing, "MAX_MEMBER_BYTES", 10 * MB)
+    monkeypatch.setattr(modelsign._hashing, "MAX_MEMBER_BYTES", 10 * MB)
     model = tmp_path / "model"
     model.mkdir()
     ZIP_BOMBS[name].build(model / "arrays.npz")
@@ -704,7 +704,7 @@ LOADERS: dict[str, Loader] = {
 #: (archive.inspect, the last step before the loader runs, on every path).
 SWAP_POINTS: dict[str, tuple[Any, str]] = {
     "after-archive-check": (modelsign._archive, "inspect"),
-    "after-hashing": (modelsign.guard, "_hash_bytes"),
+    "after-hashing": (modelsign._guard, "_hash_bytes"),
 }
 
 SWAP_CASES = [
@@ -1090,13 +1090,13 @@ def test_sparse_8gib_extra_npz_is_an_extra_file_and_never_read(
         f.truncate(8 * GiB)
 
     opened: list[str] = []
-    real_open = modelsign.hashing._open_regular
+    real_open = modelsign._hashing._open_regular
 
     def spy(path: Path, display: str) -> Any:
         opened.append(str(path))
         return real_open(path, display)
 
-    monkeypatch.setattr(modelsign.hashing, "_open_regular", spy)
+    monkeypatch.setattr(modelsign._hashing, "_open_regular", spy)
     with raises_exactly(ExtraFileError, r"extra\.npz: extra file"):
         modelsign.verify(model, [signer[1]])
     assert str(huge) not in opened
@@ -1122,14 +1122,14 @@ def test_hook_refuses_an_unsigned_huge_file_without_copying_it(
     with open(huge, "wb") as f:
         f.truncate(256 * MB)  # stands for 8 GiB: the copy is what is measured
     copied: list[int] = []
-    real = modelsign.guard.Guard._capture_fd
+    real = modelsign._guard.Guard._capture_fd
 
     def spy(self: Any, fd: int, size: int, *args: Any, **kwargs: Any) -> Any:
         digests, source = real(self, fd, size, *args, **kwargs)
         copied.append(source.size)
         return digests, source
 
-    monkeypatch.setattr(modelsign.guard.Guard, "_capture_fd", spy)
+    monkeypatch.setattr(modelsign._guard.Guard, "_capture_fd", spy)
     with modelsign.enforce(Policy.of([signer[1]])):
         with raises_exactly(UnsignedFileError, re.escape(str(huge))):
             np.load(huge)

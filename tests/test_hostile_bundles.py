@@ -33,6 +33,8 @@ from hypothesis import strategies as st
 
 import modelsign
 from modelsign import keys
+from modelsign._enumerating import SINGLE_FILE_NAME, check_name, collision_key
+from modelsign._hashing import DIGEST_HEX_LENGTH, HASH_TYPES, MemberDigest
 from modelsign.bundle import (
     MEDIA_TYPE,
     PAYLOAD_TYPE,
@@ -43,7 +45,6 @@ from modelsign.bundle import (
     pae,
     pae_legacy,
 )
-from modelsign.enumerating import SINGLE_FILE_NAME, check_name, collision_key
 from modelsign.errors import (
     BundleTooLargeError,
     Error,
@@ -53,7 +54,6 @@ from modelsign.errors import (
     MissingSignatureError,
     UntrustedSignerError,
 )
-from modelsign.hashing import DIGEST_HEX_LENGTH, HASH_TYPES, MemberDigest
 from modelsign.manifest import Manifest, Resource, Serialization
 from modelsign.policy import Policy
 from modelsign.verifying import check_bundle

@@ -24,6 +24,7 @@ from sigstore.errors import VerificationError as SigstoreVerificationError
 
 import modelsign
 from modelsign._backends.certificate import CertificateError
+from modelsign._inspecting import inspect_bundle
 from modelsign.errors import (
     DigestMismatchError,
     InvalidSignatureError,
@@ -31,7 +32,6 @@ from modelsign.errors import (
     UntrustedSignerError,
     UsageError,
 )
-from modelsign.inspecting import inspect_bundle
 from modelsign.policy import SigstoreIdentity
 from modelsign.signing import SigstoreSigner
 from tests.conftest import flip_byte, require
@@ -95,8 +95,8 @@ def test_keyless_round_trip(model: Path, fake: FakeSigstore) -> None:
     assert result.files == ("config.json", "weights.pt")
     # The payload is the same statement the key method signs.
     key_payload = modelsign.signing.build_manifest(
-        modelsign.enumerating.enumerate_model(
-            model, ignore_paths=modelsign.enumerating.DEFAULT_IGNORES, signature=signature
+        modelsign._enumerating.enumerate_model(
+            model, ignore_paths=modelsign._enumerating.DEFAULT_IGNORES, signature=signature
         ),
         "sha256",
     ).to_payload()

@@ -26,9 +26,18 @@ from typing import Any
 import pytest
 
 import modelsign
-import modelsign.guard
+import modelsign._guard
 from modelsign import hooks, keys
-from modelsign.enumerating import DEFAULT_IGNORES
+from modelsign._enumerating import DEFAULT_IGNORES
+from modelsign._hashing import (
+    NO_SHARDS,
+    ShardDigest,
+    new_scheme_hasher,
+    parse_shard_fingerprint,
+    scheme,
+    shard_fingerprint,
+    shard_ranges,
+)
 from modelsign.errors import (
     DigestMismatchError,
     Error,
@@ -40,15 +49,6 @@ from modelsign.errors import (
     UnsafeModelError,
     UnsignedFileError,
     UsageError,
-)
-from modelsign.hashing import (
-    NO_SHARDS,
-    ShardDigest,
-    new_scheme_hasher,
-    parse_shard_fingerprint,
-    scheme,
-    shard_fingerprint,
-    shard_ranges,
 )
 from modelsign.manifest import Manifest, Serialization
 from modelsign.policy import Policy
@@ -146,7 +146,7 @@ def leftovers(folder: Path) -> list[str]:
 
 
 class Recorder:
-    """A real :class:`modelsign.hashing.Progress`: counts what was hashed."""
+    """A real :class:`modelsign._hashing.Progress`: counts what was hashed."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -1428,7 +1428,7 @@ def test_hook_vouches_for_an_empty_file_listed_in_empty_files(
 ) -> None:
     path, _ = shard_checkpoint
     empty = path.parent / "empty"
-    guard = modelsign.guard.Guard(Policy.of([keypair[1]]))
+    guard = modelsign._guard.Guard(Policy.of([keypair[1]]))
     with guard.open_path(empty) as source:
         assert source.data == b""
     empty.write_bytes(b"abc")
@@ -1454,11 +1454,11 @@ def test_hook_large_shard_signed_checkpoint_goes_through_a_sealed_memfd(
     model.mkdir()
     path = model / "big.pt"
     torch.save(state, path)
-    assert path.stat().st_size >= modelsign.guard.MEMFD_THRESHOLD
+    assert path.stat().st_size >= modelsign._guard.MEMFD_THRESHOLD
     modelsign.sign(model, keypair[0], shard_size=mib)
     policy = Policy.of([keypair[1]])
 
-    guard = modelsign.guard.Guard(policy)
+    guard = modelsign._guard.Guard(policy)
     with guard.open_path(path) as source:
         assert source.fd is not None
         assert source.data is None
@@ -1516,7 +1516,7 @@ def test_hook_tiny_shard_size_against_a_larger_file_is_refused_by_size(
     target.write_bytes(b"abc")
     modelsign.sign(model, keypair[0], shard_size=1)
     target.write_bytes(bytes(256 * 1024))
-    guard = modelsign.guard.Guard(Policy.of([keypair[1]]))
+    guard = modelsign._guard.Guard(Policy.of([keypair[1]]))
     with pytest.raises(Error) as info:
         guard.open_path(target)
     assert type(info.value) is FileDigestMismatchError
@@ -1599,7 +1599,7 @@ def test_short_reads_of_a_small_file_are_read_to_the_end(
     small-file path must read to the end, or an unread tail would be unsigned."""
     import os as real_os
 
-    import modelsign.hashing as hashing_module
+    import modelsign._hashing as hashing_module
 
     class ShortReads(io.FileIO):
         def read(self, n: int | None = -1) -> bytes:
@@ -1690,14 +1690,14 @@ def test_in_memory_bytes_are_not_hashed_in_the_shards_of_a_bundle_of_other_sizes
         bundles=(model / "model.sig",),
     )
     schemes: list[str] = []
-    original = modelsign.guard.new_scheme_hasher
+    original = modelsign._guard.new_scheme_hasher
 
     def recording(name: str) -> Any:
         schemes.append(name)
         return original(name)
 
-    monkeypatch.setattr(modelsign.guard, "new_scheme_hasher", recording)
-    guard = modelsign.guard.Guard(listed)
+    monkeypatch.setattr(modelsign._guard, "new_scheme_hasher", recording)
+    guard = modelsign._guard.Guard(listed)
     with pytest.raises(UnsignedFileError):
         guard.open_memory(bytes(64 * 1024))
     assert "sha256/shards/1" not in schemes

@@ -22,6 +22,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 import modelsign
 from modelsign import keys
 from modelsign._backends import timestamp
+from modelsign._guard import Guard
+from modelsign._inspecting import inspect_bundle
 from modelsign.bundle import Bundle, CertificateMaterial
 from modelsign.errors import (
     ConfigError,
@@ -30,8 +32,6 @@ from modelsign.errors import (
     UntrustedSignerError,
     VerificationError,
 )
-from modelsign.guard import Guard
-from modelsign.inspecting import inspect_bundle
 from modelsign.policy import CertificateAuthority, Policy
 from modelsign.signing import CertificateSigner
 from tests.conftest import shared

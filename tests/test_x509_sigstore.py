@@ -22,6 +22,8 @@ from sigstore.errors import VerificationError as SigstoreVerificationError
 
 import modelsign
 from modelsign import keys
+from modelsign._guard import Guard
+from modelsign._inspecting import inspect_bundle
 from modelsign.errors import (
     ConfigError,
     DigestMismatchError,
@@ -30,8 +32,6 @@ from modelsign.errors import (
     UntrustedSignerError,
     UsageError,
 )
-from modelsign.guard import Guard
-from modelsign.inspecting import inspect_bundle
 from modelsign.policy import CertificateAuthority, Policy, SigstoreIdentity
 from modelsign.signing import CertificateSigner
 from tests.conftest import flip_byte, require, shared

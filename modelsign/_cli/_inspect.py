@@ -19,7 +19,7 @@ def inspect(
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show what a bundle claims (UNVERIFIED: use `verify` to decide trust)."""
-    from modelsign.inspecting import inspect_bundle  # noqa: PLC0415
+    from modelsign._inspecting import inspect_bundle  # noqa: PLC0415
 
     with errors(json_output):
         claims = inspect_bundle(signature)

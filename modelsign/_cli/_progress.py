@@ -16,7 +16,7 @@ from modelsign.errors import UsageError
 class Reporter:
     """Progress (files and bytes) for a run that lasts: nothing is shown, and
     rich is not even imported, until hashing has taken :attr:`delay` seconds.
-    Called from the hashing threads (see :class:`modelsign.hashing.Progress`)."""
+    Called from the hashing threads (see :class:`modelsign._hashing.Progress`)."""
 
     delay = 1.0
 

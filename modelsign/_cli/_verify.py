@@ -112,7 +112,7 @@ def _verify_one(
     quiet: bool,
 ) -> tuple[dict[str, Any], int]:
     """Verify one model; report it (text) and return its JSON and exit code."""
-    from modelsign.enumerating import hf_blobs_dir  # noqa: PLC0415
+    from modelsign._enumerating import hf_blobs_dir  # noqa: PLC0415
     from modelsign.verifying import verify as do_verify  # noqa: PLC0415
 
     try:

@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
+from modelsign._guard import Guard
 from modelsign.errors import ConfigError
-from modelsign.guard import Guard
 from modelsign.hooks import _audit, _children, _code, _formats, _loaders, _pickle
 from modelsign.hooks._common import current_guard, set_guard
 from modelsign.policy import Policy

@@ -34,9 +34,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modelsign._guard import Guard, LoadSource
+from modelsign._hashing import new_scheme_hasher
 from modelsign.errors import LoadRefusedError, UnsafeLoadError
-from modelsign.guard import Guard, LoadSource
-from modelsign.hashing import new_scheme_hasher
 from modelsign.hooks._common import checked, current_guard, is_path, refuse, trusted_load
 from modelsign.hooks._loaders import local_directory
 

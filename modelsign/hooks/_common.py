@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from modelsign._guard import Guard, LoadSource
 from modelsign.errors import LoadRefusedError
-from modelsign.guard import Guard, LoadSource
 
 log = logging.getLogger("modelsign")
 

@@ -15,8 +15,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from modelsign._guard import Guard, LoadSource
 from modelsign.errors import UnsafeLoadError
-from modelsign.guard import Guard, LoadSource
 from modelsign.hooks._common import active, is_path, lazy_load, trusted_load, verified_origin
 from modelsign.hooks._loaders import (
     by_path_loader,

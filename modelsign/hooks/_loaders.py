@@ -15,9 +15,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from modelsign._guard import Guard, LoadSource, fileno_of
+from modelsign._hashing import fingerprint_size, new_scheme_hasher
 from modelsign.errors import LoadRefusedError, UnsafeLoadError
-from modelsign.guard import Guard, LoadSource, fileno_of
-from modelsign.hashing import fingerprint_size, new_scheme_hasher
 from modelsign.hooks._common import (
     active,
     checked,

@@ -9,8 +9,8 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
+from modelsign._guard import Guard, fd_path, fileno_of
 from modelsign.errors import UnsafeLoadError
-from modelsign.guard import Guard, fd_path, fileno_of
 from modelsign.hooks._common import (
     active,
     checked,

@@ -31,7 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from modelsign.enumerating import SINGLE_FILE_NAME, hf_blobs_dir, symlink_target
+from modelsign._enumerating import SINGLE_FILE_NAME, hf_blobs_dir, symlink_target
+from modelsign._hashing import (
+    CHUNK_SIZE,
+    check_archive,
+    fingerprint_difference,
+    fingerprint_size,
+    new_scheme_hasher,
+)
 from modelsign.errors import (
     FileDigestMismatchError,
     LoadRefusedError,
@@ -43,13 +50,6 @@ from modelsign.errors import (
     UnsignedFileError,
     UntrustedBundleError,
     VerificationError,
-)
-from modelsign.hashing import (
-    CHUNK_SIZE,
-    check_archive,
-    fingerprint_difference,
-    fingerprint_size,
-    new_scheme_hasher,
 )
 from modelsign.manifest import Manifest
 from modelsign.policy import Policy

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 from modelsign import _archive as archive
-from modelsign.enumerating import ModelFile
+from modelsign._enumerating import ModelFile
 from modelsign.errors import ConfigError, UnsafeArchiveError, UnsafeModelError
 
 __all__ = [
