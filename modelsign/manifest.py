@@ -32,6 +32,7 @@ from modelsign._hashing import (
     shard_fingerprint,
 )
 from modelsign._paths import check_name, collision_key
+from modelsign._release import Release
 from modelsign.errors import MalformedBundleError, UnsafeModelError
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "STATEMENT_TYPE",
     "HashType",
     "Manifest",
+    "Release",
     "Resource",
     "Serialization",
 ]
@@ -342,6 +344,16 @@ def _check_collisions(names: list[str]) -> None:
         seen[key] = n
 
 
+def _release_of(annotations: object) -> Release | None:
+    """The subject's ``annotations.release`` (in-toto allows annotations on a
+    subject; other annotations are left to their owners)."""
+    if annotations is None:
+        return None
+    _require(isinstance(annotations, dict), "the subject's annotations must be an object")
+    assert isinstance(annotations, dict)
+    return Release.from_json(annotations["release"]) if "release" in annotations else None
+
+
 @dataclass(frozen=True)
 class Manifest:
     """What a signature says about a model."""
@@ -349,6 +361,9 @@ class Manifest:
     model_name: str
     resources: tuple[Resource, ...]
     serialization: Serialization = field(default_factory=Serialization)
+    #: The signed model name and version (``subject[0].annotations.release``),
+    #: when the signer recorded them.
+    release: Release | None = None
 
     @classmethod
     def from_digests(
@@ -423,9 +438,12 @@ class Manifest:
         return found
 
     def to_statement(self) -> dict[str, Any]:
+        subject: dict[str, Any] = {"name": self.model_name, "digest": {"sha256": self.root_digest}}
+        if self.release is not None:
+            subject["annotations"] = {"release": self.release.to_json()}
         return {
             "_type": STATEMENT_TYPE,
-            "subject": [{"name": self.model_name, "digest": {"sha256": self.root_digest}}],
+            "subject": [subject],
             "predicateType": PREDICATE_TYPE,
             "predicate": {
                 "resources": [r.to_json() for r in self.resources],
@@ -470,6 +488,7 @@ class Manifest:
             isinstance(digest, dict) and _is_hex(digest.get("sha256"), 64),
             "the subject needs a sha256 digest of 64 lowercase hex digits",
         )
+        release = _release_of(subject.get("annotations"))
         predicate = st.get("predicate")
         _require(isinstance(predicate, dict), "the predicate must be an object")
         assert isinstance(predicate, dict)
@@ -500,7 +519,7 @@ class Manifest:
         else:
             _check_collisions(names)
         assert isinstance(name, str)
-        manifest = cls(name, resources, serialization)
+        manifest = cls(name, resources, serialization, release)
         assert isinstance(digest, dict)
         _require(
             manifest.root_digest == digest["sha256"],

@@ -11,9 +11,10 @@ and writes the bundle::
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -81,6 +82,9 @@ class SignedBy:
     #: (an RFC 3161 timestamp by a trusted TSA, or the verifier's clock).
     valid_at: str | None = None
     time_source: str | None = None
+    #: ``valid_at`` to the microsecond (not in :meth:`to_json`): the time the
+    #: signature is known to have been made by, for validity and revocation.
+    signed_at: datetime.datetime | None = field(default=None, compare=False, repr=False)
 
     def describe(self) -> str:
         """One line of prose."""
@@ -96,7 +100,7 @@ class SignedBy:
         return f"Sigstore identity {self.identity!r}{issuer}{root}"
 
     def to_json(self) -> dict[str, object]:
-        return {k: v for k, v in vars(self).items() if v is not None}
+        return {k: v for k, v in vars(self).items() if v is not None and k != "signed_at"}
 
 
 @dataclass(frozen=True, repr=False)

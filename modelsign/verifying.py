@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelsign import _json
 from modelsign._enumerating import SINGLE_FILE_NAME, ModelTree, enumerate_model
@@ -50,6 +51,10 @@ from modelsign.manifest import Manifest
 from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdentity
 from modelsign.signing import SignedBy, default_signature_path, display_name, files_phrase
 
+if TYPE_CHECKING:
+    from modelsign._threshold import TrustReport
+    from modelsign.manifest import Release
+
 __all__ = ["VerifiedModel", "check_bundle", "compare", "read_bundle", "verify"]
 
 
@@ -61,6 +66,14 @@ class VerifiedModel:
     signature: Path
     signed_by: SignedBy
     manifest: Manifest
+    #: Which bundles (the primary and its co-signatures) counted, for whom,
+    #: which did not and why, and the threshold rules that applied.
+    signatures: TrustReport | None = field(default=None, compare=False)
+
+    @property
+    def release(self) -> Release | None:
+        """The signed model name and version, when the signer recorded them."""
+        return self.manifest.release
 
     @property
     def model_name(self) -> str:
@@ -96,6 +109,8 @@ class VerifiedModel:
             "shard_size": ser.shard_size,
             "signed_by": self.signed_by.to_json(),
             "files": list(self.files),
+            "release": None if self.release is None else self.release.to_json(),
+            "signatures": None if self.signatures is None else self.signatures.to_json(),
         }
 
 
@@ -230,6 +245,7 @@ def _check_certificate(
             trust_root=str(t.ca),
             valid_at=f"{at:%Y-%m-%dT%H:%M:%SZ}",
             time_source=time_source,
+            signed_at=at,
         )
     if failure is not None:
         raise failure
@@ -237,7 +253,7 @@ def _check_certificate(
 
 
 #: How far a trusted timestamp may be ahead of the verifier's clock.
-_CLOCK_SKEW = datetime.timedelta(minutes=5)
+CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 
 def _certificate_time(
@@ -264,7 +280,7 @@ def _certificate_time(
         source=source,
         tsa=str(trust.tsa),
     )
-    if at > now + _CLOCK_SKEW:
+    if at > now + CLOCK_SKEW:
         raise UntrustedSignerError(
             f"{source}: the timestamp by TSA {trust.tsa} says {at:%Y-%m-%dT%H:%M:%SZ}, "
             f"later than now ({now:%Y-%m-%dT%H:%M:%SZ}): a timestamp from the future "
@@ -297,14 +313,20 @@ def _check_sigstore(
     for t in matching:
         root = sigstore.root_path(t.instance, t.trust_root)
         try:
-            payload = sigstore.verify_dsse(
+            payload, at, time_source = sigstore.verify_dsse(
                 bundle.raw, bundle.envelope, leaf.public_key(), t.identity, t.issuer, root, source
             )
         except (UntrustedSignerError, InvalidSignatureError) as e:
             failure = failure or e
             continue
         return payload, SignedBy(
-            "sigstore", identity=t.identity, issuer=t.issuer, trust_root=str(root)
+            "sigstore",
+            identity=t.identity,
+            issuer=t.issuer,
+            trust_root=str(root),
+            valid_at=f"{at:%Y-%m-%dT%H:%M:%SZ}",
+            time_source=time_source,
+            signed_at=at,
         )
     assert failure is not None
     raise failure
@@ -440,8 +462,19 @@ def verify(
         # A typo, not a rejected model: nothing was judged.
         raise UsageError(f"{model_path}: no such file or folder")
     sig_path = Path(signature) if signature is not None else default_signature_path(model_path)
-    bundle = read_bundle(sig_path, max_bytes=max_bundle_bytes)
-    manifest, signer = check_bundle(bundle, policy, source=str(sig_path), now=now)
+    from modelsign import _rollback, _threshold  # noqa: PLC0415 - they import this module
+
+    trusted = _threshold.trusted_statement(
+        sig_path,
+        policy,
+        paths=[os.path.abspath(model_path)],
+        now=now,
+        max_bundle_bytes=max_bundle_bytes,
+    )
+    manifest, signer = trusted.manifest, trusted.signed_by
+    if policy.state is not None:  # refuse a rollback before hashing anything
+        _rollback.check(policy.state, manifest.release, manifest.root_digest, str(sig_path))
+    verified = VerifiedModel(model_path, sig_path, signer, manifest, trusted.report)
     ser = manifest.serialization
     tree = enumerate_model(
         model_path,
@@ -473,13 +506,15 @@ def verify(
         compare(manifest, actual, [names[f.name] for f in tree.files], str(model_path), sizes)
     except ModelMismatchError as e:
         problems = tuple(m for m in e.mismatches if not (missing_ok and m.kind == "missing"))
-        if not problems:  # only signed files that are absent, and missing_ok
-            return VerifiedModel(model_path, sig_path, signer, manifest)
-        error = e if len(problems) == len(e.mismatches) else e.for_mismatches(e.model, problems)
-        if ser.shard_size is not None:  # the differing shards already say where
-            raise error from None
-        raise _with_member_diagnostics(error, manifest, tree, names) from None
-    return VerifiedModel(model_path, sig_path, signer, manifest)
+        if problems:
+            error = e if len(problems) == len(e.mismatches) else e.for_mismatches(e.model, problems)
+            if ser.shard_size is not None:  # the differing shards already say where
+                raise error from None
+            raise _with_member_diagnostics(error, manifest, tree, names) from None
+        # only signed files that are absent, and missing_ok
+    if policy.state is not None:  # only now that the model verified
+        _rollback.record(policy.state, manifest.release, manifest.root_digest, str(sig_path))
+    return verified
 
 
 def _with_member_diagnostics(
