@@ -41,10 +41,14 @@ _LAZY = {
     "load_private_key": "modelsign.keys",
     "load_public_key": "modelsign.keys",
     "Anchor": "modelsign.policy",
+    "AnchorTerms": "modelsign.policy",
     "CertificateAuthority": "modelsign.policy",
+    "Pin": "modelsign.policy",
     "Policy": "modelsign.policy",
     "SigstoreIdentity": "modelsign.policy",
+    "Threshold": "modelsign.policy",
     "HashType": "modelsign.manifest",
+    "Release": "modelsign.manifest",
     "CertificateSigner": "modelsign.signing",
     "KeySigner": "modelsign.signing",
     "Method": "modelsign.signing",
@@ -59,6 +63,7 @@ _LAZY = {
     "ClaimedSigner": "modelsign._inspecting",
     "inspect_bundle": "modelsign._inspecting",
     "enforce": "modelsign.hooks",
+    "cosign": "modelsign._cosigning",
 }
 
 #: The public modules, served as attributes too (``modelsign.hooks``).
@@ -78,6 +83,7 @@ _MODULES = frozenset(
 
 __all__ = [
     "Anchor",
+    "AnchorTerms",
     "BundleClaims",
     "CertificateAuthority",
     "CertificateSigner",
@@ -86,18 +92,22 @@ __all__ = [
     "HashType",
     "KeySigner",
     "Method",
+    "Pin",
     "Policy",
     "PrivateKey",
     "PublicKey",
+    "Release",
     "SignedBy",
     "SignedModel",
     "Signer",
     "SigstoreIdentity",
     "SigstoreSigner",
+    "Threshold",
     "UsageError",
     "VerificationError",
     "VerifiedModel",
     "__version__",
+    "cosign",
     "enforce",
     "generate",
     "inspect_bundle",
@@ -108,12 +118,21 @@ __all__ = [
 ]
 
 if _TYPE_CHECKING:
+    from modelsign._cosigning import cosign
     from modelsign._inspecting import BundleClaims, ClaimedSigner, inspect_bundle
     from modelsign.errors import Error, UsageError, VerificationError
     from modelsign.hooks import enforce
     from modelsign.keys import PrivateKey, PublicKey, generate, load_private_key, load_public_key
-    from modelsign.manifest import HashType
-    from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdentity
+    from modelsign.manifest import HashType, Release
+    from modelsign.policy import (
+        Anchor,
+        AnchorTerms,
+        CertificateAuthority,
+        Pin,
+        Policy,
+        SigstoreIdentity,
+        Threshold,
+    )
     from modelsign.signing import (
         CertificateSigner,
         KeySigner,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -25,7 +25,7 @@ from modelsign._hashing import Progress, hash_files
 from modelsign.bundle import PAYLOAD_TYPE, Bundle, CertificateMaterial, Envelope, KeyMaterial, pae
 from modelsign.errors import Error, OverwriteError, UnsafeModelError, UsageError
 from modelsign.keys import PrivateKey, PublicKey, load_private_key
-from modelsign.manifest import HashType, Manifest, Serialization, check_shard_path
+from modelsign.manifest import HashType, Manifest, Release, Serialization, check_shard_path
 
 __all__ = [
     "CertificateSigner",
@@ -35,8 +35,11 @@ __all__ = [
     "SignedModel",
     "Signer",
     "SigstoreSigner",
+    "as_signer",
     "default_signature_path",
     "sign",
+    "sign_payload",
+    "signer_claim",
 ]
 
 #: How a bundle is signed: OMS's key, certificate and Sigstore methods.
@@ -128,6 +131,7 @@ class SignedModel:
             "shard_size": self.manifest.serialization.shard_size,
             "files": len(self.manifest.file_fingerprints()),
             "signed_by": self.signed_by.to_json(),
+            "release": None if self.manifest.release is None else self.manifest.release.to_json(),
         }
 
 
@@ -274,6 +278,8 @@ def sign(
     force: bool = False,
     progress: Progress | None = None,
     workers: int | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
 ) -> SignedModel:
     """Sign the directory or single file ``model``.
 
@@ -295,6 +301,11 @@ def sign(
             read); without it that is refused, naming whose signature it holds.
         progress: told about files and bytes as they are hashed.
         workers: hashing threads (default: one per core).
+        model_name: which model this is (``acme/bert``), signed in the
+            statement (subject ``annotations.release``), so that a policy can
+            pin it to a path (a signed bundle of another model is refused).
+        model_version: its version (dot-separated numbers: ``1.2.0``), signed
+            with the name, for a policy's rollback state; needs ``model_name``.
 
     Returns:
         What was written: the bundle's path, the signed manifest, the signer.
@@ -307,7 +318,8 @@ def sign(
         UnsafeArchiveError: an ambiguous archive modelsign will not vouch for.
     """
     model_path = Path(model)
-    signer = _as_signer(signer)
+    signer = as_signer(signer)
+    release = _release(model_name, model_version)
     if shard_size is not None and (
         type(shard_size) is not int or not 0 < shard_size <= MAX_SHARD_SIZE
     ):
@@ -335,15 +347,52 @@ def sign(
     manifest = build_manifest(
         tree, hash_type, progress=progress, workers=workers, shard_size=shard_size
     )
-    payload = manifest.to_payload()
+    if release is not None:
+        manifest = replace(manifest, release=release)
+    data, signed_by = _sign_payload(manifest.to_payload(), signer, keyless)
+    write_atomic(sig_path, data)
+    return SignedModel(sig_path, manifest, signed_by)
+
+
+def _release(name: str | None, version: str | None) -> Release | None:
+    if name is None:
+        if version is not None:
+            raise UsageError(
+                "{param}a version needs a model name (rollback state is kept per name)",
+                parameter="model_name",
+            )
+        return None
+    return Release(name, version)
+
+
+def sign_payload(payload: bytes, signer: Signer) -> tuple[bytes, SignedBy]:
+    """Sign statement bytes as they are: the bundle's bytes, and who signed.
+
+    Raises:
+        UsageError: an identity token that cannot be had, Sigstore signing
+            that fails.
+    """
+    keyless = _keyless(signer) if isinstance(signer, SigstoreSigner) else None
+    return _sign_payload(payload, signer, keyless)
+
+
+def signer_claim(signer: Signer) -> str:
+    """Who ``signer`` is, as a bundle's claims name it: ``key ID``, a
+    certificate's identity, or (after asking for its token) a Sigstore
+    identity."""
+    keyless = _keyless(signer) if isinstance(signer, SigstoreSigner) else None
+    return _signer_of(signer, keyless)
+
+
+def _sign_payload(
+    payload: bytes, signer: Signer, keyless: tuple[Any, Any] | None
+) -> tuple[bytes, SignedBy]:
     if keyless is not None:
         from modelsign._backends import sigstore as backend  # noqa: PLC0415
 
         token, config = keyless
-        write_atomic(sig_path, backend.sign_dsse(payload, token, config))
-        return SignedModel(
-            sig_path, manifest, SignedBy("sigstore", identity=_token_identity(token))
-        )
+        data = backend.sign_dsse(payload, token, config)
+        return data, SignedBy("sigstore", identity=_token_identity(token))
     assert isinstance(signer, (KeySigner, CertificateSigner))
     private = signer.key
     public = private.public_key()
@@ -356,17 +405,14 @@ def sign(
         material,
         Envelope(payload, PAYLOAD_TYPE, private.sign(pae(PAYLOAD_TYPE, payload)), keyid=""),
     )
-    write_atomic(sig_path, bundle.to_bytes())
     method: Method = "certificate" if isinstance(signer, CertificateSigner) else "key"
     identity = None
     if isinstance(signer, CertificateSigner):
         from modelsign._backends import certificate as x509  # noqa: PLC0415
 
         identity = x509.identity_of(x509.load_der(signer.chain[0])).primary
-    return SignedModel(
-        sig_path,
-        manifest,
-        SignedBy(method, key_id=public.key_id, algorithm=public.algorithm, identity=identity),
+    return bundle.to_bytes(), SignedBy(
+        method, key_id=public.key_id, algorithm=public.algorithm, identity=identity
     )
 
 
@@ -408,7 +454,9 @@ def _refuse_replacing(signature: Path, ours: str) -> None:
         )
 
 
-def _as_signer(signer: object) -> Signer:
+def as_signer(signer: object) -> Signer:
+    """A signer argument as a :data:`Signer` (a private key or an unencrypted
+    key file stands for a :class:`KeySigner`); a ``UsageError`` otherwise."""
     if isinstance(signer, (KeySigner, CertificateSigner, SigstoreSigner)):
         return signer
     if isinstance(signer, PrivateKey):

@@ -14,6 +14,7 @@ from modelsign.errors import UsageError
 
 if TYPE_CHECKING:
     from modelsign.manifest import HashType
+    from modelsign.signing import Signer
 
 
 @app.command()
@@ -74,6 +75,20 @@ def sign(
         bool,
         typer.Option("--force", help="Replace a bundle by another signer (its signature is lost)."),
     ] = False,
+    model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Sign the model's name (e.g. acme/bert), for policy pins.", metavar="NAME"
+        ),
+    ] = None,
+    model_version: Annotated[
+        str | None,
+        typer.Option(
+            help="Sign its version (numbers and dots, e.g. 1.2.0; with --model-name), for "
+            "rollback protection.",
+            metavar="VERSION",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress, and nothing printed on success.")
@@ -83,40 +98,25 @@ def sign(
 
     With --key: key method. With --key and --certificate [--certificate-chain]:
     certificate method. With --sigstore: keyless (identity token from
-    --identity-token[-file], the CI environment, or --oauth).
+    --identity-token[-file], the CI environment, or --oauth). --model-name
+    and --model-version sign which model and version this is.
     """
-    from modelsign.signing import (  # noqa: PLC0415
-        CertificateSigner,
-        KeySigner,
-        Signer,
-        SigstoreSigner,
-    )
     from modelsign.signing import sign as do_sign  # noqa: PLC0415
 
     with errors(json_output):
         not_a_folder(signature, "signature")
-        signer: Signer
-        if use_sigstore:
-            if key is not None or certificate is not None:
-                raise UsageError("--sigstore signs keylessly: do not give --key or --certificate")
-            signer = SigstoreSigner(
-                identity_token,
-                identity_token_file,
-                oauth,
-                "staging" if staging else "production",
-                trust_config,
-            )
-        elif key is None:
-            raise UsageError(
-                "give --key (with --certificate for the certificate method) or --sigstore"
-            )
-        else:
-            private = private_key(key, passphrase_file)
-            signer = (
-                CertificateSigner.from_files(private, certificate, certificate_chain or ())
-                if certificate is not None
-                else KeySigner(private)
-            )
+        signer = build_signer(
+            key,
+            passphrase_file,
+            certificate,
+            certificate_chain,
+            use_sigstore,
+            identity_token,
+            identity_token_file,
+            oauth,
+            staging,
+            trust_config,
+        )
         with progress("signing", quiet or json_output) as reporter:
             result = do_sign(
                 model,
@@ -127,6 +127,8 @@ def sign(
                 force=force,
                 progress=reporter,
                 shard_size=parse_size(shard_size),
+                model_name=model_name,
+                model_version=model_version,
             )
         if json_output:
             print_json(result.to_json())
@@ -143,3 +145,38 @@ def sign(
         else:
             typer.echo(f"{by.method} method, key id: {by.key_id} ({by.algorithm})")
         typer.echo(f"root digest: sha256:{result.manifest.root_digest}")
+        if result.manifest.release is not None:
+            typer.echo(f"model: {result.manifest.release.describe()}")
+
+
+def build_signer(
+    key: Path | None,
+    passphrase_file: Path | None,
+    certificate: Path | None,
+    certificate_chain: list[Path] | None,
+    use_sigstore: bool,
+    identity_token: str | None,
+    identity_token_file: Path | None,
+    oauth: bool,
+    staging: bool,
+    trust_config: Path | None,
+) -> Signer:
+    """The signer the signing options describe (``sign`` and ``cosign``)."""
+    from modelsign.signing import CertificateSigner, KeySigner, SigstoreSigner  # noqa: PLC0415
+
+    if use_sigstore:
+        if key is not None or certificate is not None:
+            raise UsageError("--sigstore signs keylessly: do not give --key or --certificate")
+        return SigstoreSigner(
+            identity_token,
+            identity_token_file,
+            oauth,
+            "staging" if staging else "production",
+            trust_config,
+        )
+    if key is None:
+        raise UsageError("give --key (with --certificate for the certificate method) or --sigstore")
+    private = private_key(key, passphrase_file)
+    if certificate is not None:
+        return CertificateSigner.from_files(private, certificate, certificate_chain or ())
+    return KeySigner(private)

@@ -86,7 +86,7 @@ def verify(
         if signature is not None and len(models) > 1:
             raise UsageError("--signature names one bundle: give a single MODEL with it")
         not_a_folder(signature, "signature")
-        trust = _trust(key, policy, identity, issuer, staging, trust_root, ca, tsa)
+        trust = trust_options(key, policy, identity, issuer, staging, trust_root, ca, tsa)
     documents: list[dict[str, Any]] = []
     worst = EXIT_OK
     for model in models:
@@ -137,10 +137,16 @@ def _verify_one(
         typer.echo(f"verified {model}: {files} the signature")
         typer.echo(f"signer: {result.signed_by.describe()}")
         typer.echo(f"root digest: sha256:{result.root_digest}")
+        if result.release is not None:
+            typer.echo(f"model: {result.release.describe()}")
+        report = result.signatures
+        if report is not None and (len(report.counted) > 1 or report.not_counted or report.rules):
+            for line in report.lines():
+                typer.echo(line)
     return result.to_json(), EXIT_OK
 
 
-def _trust(
+def trust_options(
     key: list[Path] | None,
     policy: Path | None,
     identity: str | None,
