@@ -332,14 +332,21 @@ def parse_anchor_terms(
     tsa = table.get("tsa") if isinstance(anchor, PublicKey) else None
     if tsa is not None and (not isinstance(tsa, str) or not tsa):
         raise ConfigError(f"{where} tsa must be a file path")
-    return AnchorTerms(
-        anchor,
-        name=name,
-        not_before=_datetime(table, "not_before", where),
-        not_after=_datetime(table, "not_after", where),
-        revoked=revoked,
-        tsa=resolve(tsa) if tsa else None,
+    not_before, not_after = (
+        _datetime(table, "not_before", where),
+        _datetime(table, "not_after", where),
     )
+    try:
+        return AnchorTerms(
+            anchor,
+            name=name,
+            not_before=not_before,
+            not_after=not_after,
+            revoked=revoked,
+            tsa=resolve(tsa) if tsa else None,
+        )
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e
 
 
 def parse_key_entries(

@@ -212,7 +212,8 @@ def trusted_statement(
         except VerificationError as e:
             if bundle is primary:
                 primary_error = e
-            not_counted.append(NotCounted(source, type(e).__name__, str(e)))
+            reason = str(e).removeprefix(f"{source}: ")
+            not_counted.append(NotCounted(source, type(e).__name__, reason))
             continue
         who = principal(accepted.anchor)
         if who in principals:
@@ -234,10 +235,10 @@ def trusted_statement(
     rules = [r for r in policy.thresholds if r.applies(paths)]
     results = tuple(_rule_result(r, policy, principals) for r in rules)
     report = TrustReport(tuple(counted), tuple(not_counted), results)
-    if not rules and not counted:
-        # No rule: one trusted signer is enough, and when there is none the
-        # primary's own error says why (as before co-signatures existed).
-        raise primary_error if primary_error is not None else _no_signer(signature, report)
+    if not counted:
+        # Nothing vouches for the statement: the primary's own error says
+        # why (as before co-signatures existed), the others' are added.
+        raise _with_cosignatures(primary_error, signature, report)
     failed = [r for r in results if not r.met]
     if failed:
         raise ThresholdNotMetError(
@@ -397,13 +398,10 @@ def _check_terms(terms: AnchorTerms, at: datetime.datetime, time_source: str, so
             f"{who}, which the policy revokes for every signature (revoked = true; {made})"
         )
     if isinstance(terms.revoked, datetime.datetime) and at >= terms.revoked:
+        untrusted = time_source.startswith("verification time")
         raise SignerRevokedError(
             f"{who}, revoked at {_stamp(terms.revoked)}; {made}, not before the revocation"
-            + (
-                ""
-                if "timestamp" in time_source or "Rekor" in time_source
-                else " (no trusted timestamp proves it older)"
-            )
+            + (" (no trusted timestamp proves it older)" if untrusted else "")
         )
     if terms.not_before is not None and at < terms.not_before:
         raise SignerNotYetValidError(
@@ -439,9 +437,23 @@ def _threshold_message(signature: Path, failed: list[RuleResult], report: TrustR
     return f"{signature}: not enough trusted signers: {rules}" + (f"\n{lines}" if lines else "")
 
 
-def _no_signer(signature: Path, report: TrustReport) -> Error:
-    reasons = "; ".join(f"{n.bundle}: {n.reason}" for n in report.not_counted)
-    return UntrustedSignerError(f"{signature}: no trusted signer counted: {reasons}")
+def _with_cosignatures(
+    error: VerificationError | None, signature: Path, report: TrustReport
+) -> Error:
+    """The primary's error, naming the co-signatures that did not count either."""
+    others = [n for n in report.not_counted if n.bundle != str(signature)]
+    if error is None:  # cannot happen: the primary is read first, and counts or fails
+        reasons = "; ".join(f"{n.bundle}: {n.reason}" for n in report.not_counted)
+        return UntrustedSignerError(f"{signature}: no trusted signer counted: {reasons}")
+    if not others:
+        return error
+    listed = "; ".join(f"{n.bundle}: {n.reason}" for n in others)
+    try:
+        widened = type(error)(f"{error} (and no co-signature counted: {listed})")
+    except TypeError:  # an error class with fields of its own: as it is
+        return error
+    widened.__cause__ = error
+    return widened
 
 
 def _check_pins(signature: Path, manifest: Manifest, policy: Policy, paths: Sequence[str]) -> None:
