@@ -42,7 +42,7 @@ from modelsign.errors import (
 from modelsign.manifest import Manifest
 from modelsign.policy import Anchor, Policy
 from modelsign.signing import SignedBy
-from modelsign.verifying import CLOCK_SKEW, check_bundle, read_bundle
+from modelsign.verifying import CLOCK_SKEW, check_bundle, read_bundle, signature_time
 
 __all__ = [
     "MAX_COSIGNATURES",
@@ -54,6 +54,8 @@ __all__ = [
     "cosignature_dir",
     "trusted_statement",
 ]
+
+_NO_TSA = "no TSA named for this key"
 
 #: Co-signature bundles read from one ``.sig.d`` folder (the rest are reported).
 MAX_COSIGNATURES = 64
@@ -371,23 +373,18 @@ def _key_time(
 ) -> tuple[datetime.datetime, str]:
     """A key signature's time: the earliest of its RFC 3161 timestamps, all
     verified against the TSA the policy names for the key; else now."""
-    count = len(material.timestamps)
-    if terms is None or terms.tsa is None:
-        ignored = f"; {count} timestamp(s) ignored: no TSA named for this key" if count else ""
-        return now, f"verification time{ignored}"
-    if not count:
-        return now, "verification time; the bundle has no timestamp"
-    from modelsign._backends import timestamp  # noqa: PLC0415
-
-    at = timestamp.trusted_time(
+    if terms is None:
+        return signature_time(bundle, material.timestamps, None, (), (), source, now, _NO_TSA)
+    return signature_time(
+        bundle,
         material.timestamps,
-        bundle.envelope.signature,
+        terms.tsa,
         terms.tsa_roots,
         terms.tsa_others,
-        source=source,
-        tsa=str(terms.tsa),
+        source,
+        now,
+        _NO_TSA,
     )
-    return at, f"earliest of {count} timestamp(s) by TSA {terms.tsa}"
 
 
 def _check_terms(terms: AnchorTerms, at: datetime.datetime, time_source: str, source: str) -> None:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelsign import _json
 from modelsign._enumerating import SINGLE_FILE_NAME, ModelTree, enumerate_model
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from modelsign._threshold import TrustReport
     from modelsign.manifest import Release
 
-__all__ = ["VerifiedModel", "check_bundle", "compare", "read_bundle", "verify"]
+__all__ = ["VerifiedModel", "check_bundle", "compare", "read_bundle", "signature_time", "verify"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -264,29 +264,50 @@ def _certificate_time(
     now: datetime.datetime,
 ) -> tuple[datetime.datetime, str]:
     """When the leaf must be valid for ``trust``, and why (see _check_certificate)."""
-    count = len(material.timestamps)
-    if trust.tsa is None:
-        ignored = f"; {count} timestamp(s) ignored: no TSA trusted" if count else ""
+    at, why = signature_time(
+        bundle, material.timestamps, trust.tsa, trust.tsa_roots, trust.tsa_others, source, now
+    )
+    if at > now + CLOCK_SKEW:  # only a timestamp can be: "now" is not ahead of itself
+        raise UntrustedSignerError(
+            f"{source}: the timestamp by TSA {trust.tsa} says {at:%Y-%m-%dT%H:%M:%SZ}, "
+            f"later than now ({now:%Y-%m-%dT%H:%M:%SZ}): a timestamp from the future "
+            "is not evidence of when the signature existed"
+        )
+    return at, why
+
+
+def signature_time(
+    bundle: Bundle,
+    tokens: Sequence[bytes],
+    tsa: Path | None,
+    roots: Sequence[Any],
+    others: Sequence[Any],
+    source: str,
+    now: datetime.datetime,
+    no_tsa: str = "no TSA trusted",
+) -> tuple[datetime.datetime, str]:
+    """When the bundle's signature was made, on trusted evidence: the earliest
+    genTime of its RFC 3161 ``tokens``, every one verified against the TSA
+    ``tsa`` (its ``roots``; ``others`` help build chains); ``now`` when no TSA
+    is trusted (the tokens are ignored, ``no_tsa`` says why) or there is no
+    token. Returns the time and where it comes from."""
+    count = len(tokens)
+    if tsa is None:
+        ignored = f"; {count} timestamp(s) ignored: {no_tsa}" if count else ""
         return now, f"verification time{ignored}"
     if not count:
         return now, "verification time; the bundle has no timestamp"
     from modelsign._backends import timestamp  # noqa: PLC0415
 
     at = timestamp.trusted_time(
-        material.timestamps,
+        tokens,
         bundle.envelope.signature,
-        trust.tsa_roots,
-        trust.tsa_others,
+        roots,
+        others,
         source=source,
-        tsa=str(trust.tsa),
+        tsa=str(tsa),
     )
-    if at > now + CLOCK_SKEW:
-        raise UntrustedSignerError(
-            f"{source}: the timestamp by TSA {trust.tsa} says {at:%Y-%m-%dT%H:%M:%SZ}, "
-            f"later than now ({now:%Y-%m-%dT%H:%M:%SZ}): a timestamp from the future "
-            "is not evidence of when the signature existed"
-        )
-    return at, f"earliest of {count} timestamp(s) by TSA {trust.tsa}"
+    return at, f"earliest of {count} timestamp(s) by TSA {tsa}"
 
 
 def _check_sigstore(

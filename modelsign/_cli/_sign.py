@@ -16,15 +16,38 @@ if TYPE_CHECKING:
     from modelsign.manifest import HashType
     from modelsign.signing import Signer
 
+# The options that say who signs, shared by ``sign`` and ``cosign``.
+KeyOption = Annotated[
+    Path | None, typer.Option(help="Private key (PEM); with --certificate, the leaf's key.")
+]
+PassphraseOption = Annotated[
+    Path | None, typer.Option(help="Passphrase of an encrypted key (or MODELSIGN_PASSPHRASE).")
+]
+CertificateOption = Annotated[
+    Path | None, typer.Option(help="Leaf certificate (PEM) of --key: certificate method.")
+]
+ChainOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        help="Intermediate certificates (PEM), leaf's issuer first (repeatable).", metavar="PEM"
+    ),
+]
+SigstoreOption = Annotated[bool, typer.Option("--sigstore", help="Sign keylessly with Sigstore.")]
+TokenOption = Annotated[str | None, typer.Option(help="OIDC identity token for --sigstore.")]
+TokenFileOption = Annotated[Path | None, typer.Option(help="File holding the OIDC identity token.")]
+OauthOption = Annotated[bool, typer.Option("--oauth", help="Get the identity token in a browser.")]
+StagingOption = Annotated[bool, typer.Option("--staging", help="Use Sigstore's staging.")]
+TrustConfigOption = Annotated[
+    Path | None, typer.Option(help="ClientTrustConfig JSON of a private Sigstore.")
+]
+
 
 @app.command()
 def sign(
     model: Annotated[
         Path, typer.Argument(help="A model directory or a single model file.", metavar="MODEL")
     ],
-    key: Annotated[
-        Path | None, typer.Option(help="Private key (PEM); with --certificate, the leaf's key.")
-    ] = None,
+    key: KeyOption = None,
     signature: Annotated[
         Path | None,
         typer.Option(help="Bundle path (default: MODEL/model.sig, or MODEL.sig beside a file)."),
@@ -34,35 +57,15 @@ def sign(
         list[str] | None,
         typer.Option(help="A relative path to leave unsigned (repeatable).", metavar="PATH"),
     ] = None,
-    passphrase_file: Annotated[
-        Path | None, typer.Option(help="Passphrase of an encrypted key (or MODELSIGN_PASSPHRASE).")
-    ] = None,
-    certificate: Annotated[
-        Path | None, typer.Option(help="Leaf certificate (PEM) of --key: certificate method.")
-    ] = None,
-    certificate_chain: Annotated[
-        list[Path] | None,
-        typer.Option(
-            help="Intermediate certificates (PEM), leaf's issuer first (repeatable).",
-            metavar="PEM",
-        ),
-    ] = None,
-    use_sigstore: Annotated[
-        bool, typer.Option("--sigstore", help="Sign keylessly with Sigstore.")
-    ] = False,
-    identity_token: Annotated[
-        str | None, typer.Option(help="OIDC identity token for --sigstore.")
-    ] = None,
-    identity_token_file: Annotated[
-        Path | None, typer.Option(help="File holding the OIDC identity token.")
-    ] = None,
-    oauth: Annotated[
-        bool, typer.Option("--oauth", help="Get the identity token in a browser.")
-    ] = False,
-    staging: Annotated[bool, typer.Option("--staging", help="Use Sigstore's staging.")] = False,
-    trust_config: Annotated[
-        Path | None, typer.Option(help="ClientTrustConfig JSON of a private Sigstore.")
-    ] = None,
+    passphrase_file: PassphraseOption = None,
+    certificate: CertificateOption = None,
+    certificate_chain: ChainOption = None,
+    use_sigstore: SigstoreOption = False,
+    identity_token: TokenOption = None,
+    identity_token_file: TokenFileOption = None,
+    oauth: OauthOption = False,
+    staging: StagingOption = False,
+    trust_config: TrustConfigOption = None,
     shard_size: Annotated[
         str | None,
         typer.Option(

@@ -10,7 +10,19 @@ import typer
 
 from modelsign._cli._app import app, errors, not_a_folder, print_json
 from modelsign._cli._progress import progress
-from modelsign._cli._sign import build_signer
+from modelsign._cli._sign import (
+    CertificateOption,
+    ChainOption,
+    KeyOption,
+    OauthOption,
+    PassphraseOption,
+    SigstoreOption,
+    StagingOption,
+    TokenFileOption,
+    TokenOption,
+    TrustConfigOption,
+    build_signer,
+)
 from modelsign.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
@@ -22,9 +34,7 @@ def cosign(
     model: Annotated[
         Path, typer.Argument(help="A signed model folder or single file.", metavar="MODEL")
     ],
-    key: Annotated[
-        Path | None, typer.Option(help="Private key (PEM); with --certificate, the leaf's key.")
-    ] = None,
+    key: KeyOption = None,
     trust_key: Annotated[
         list[Path] | None,
         typer.Option(
@@ -39,32 +49,15 @@ def cosign(
         Path | None,
         typer.Option(help="The primary bundle (default: MODEL/model.sig, or MODEL.sig)."),
     ] = None,
-    passphrase_file: Annotated[
-        Path | None, typer.Option(help="Passphrase of an encrypted key (or MODELSIGN_PASSPHRASE).")
-    ] = None,
-    certificate: Annotated[
-        Path | None, typer.Option(help="Leaf certificate (PEM) of --key: certificate method.")
-    ] = None,
-    certificate_chain: Annotated[
-        list[Path] | None,
-        typer.Option(help="Intermediate certificates (PEM), repeatable.", metavar="PEM"),
-    ] = None,
-    use_sigstore: Annotated[
-        bool, typer.Option("--sigstore", help="Co-sign keylessly with Sigstore.")
-    ] = False,
-    identity_token: Annotated[
-        str | None, typer.Option(help="OIDC identity token for --sigstore.")
-    ] = None,
-    identity_token_file: Annotated[
-        Path | None, typer.Option(help="File holding the OIDC identity token.")
-    ] = None,
-    oauth: Annotated[
-        bool, typer.Option("--oauth", help="Get the identity token in a browser.")
-    ] = False,
-    staging: Annotated[bool, typer.Option("--staging", help="Use Sigstore's staging.")] = False,
-    trust_config: Annotated[
-        Path | None, typer.Option(help="ClientTrustConfig JSON of a private Sigstore.")
-    ] = None,
+    passphrase_file: PassphraseOption = None,
+    certificate: CertificateOption = None,
+    certificate_chain: ChainOption = None,
+    use_sigstore: SigstoreOption = False,
+    identity_token: TokenOption = None,
+    identity_token_file: TokenFileOption = None,
+    oauth: OauthOption = False,
+    staging: StagingOption = False,
+    trust_config: TrustConfigOption = None,
     force: Annotated[
         bool,
         typer.Option(
