@@ -657,3 +657,36 @@ def test_hostile_values_reach_the_terminal_quoted(tmp_path: Path) -> None:
     assert "\x1b" not in result.stdout
     assert "torch-switch-ignored" not in result.stdout  # codes are for --json
     assert "'\\x1b[2Jgone' is not a value torch reads as set" in result.stdout
+
+
+def test_a_policy_reached_through_a_link_in_a_writable_folder(
+    tmp_path: Path, trust: tuple[Path, Path]
+) -> None:
+    policy = write_policy(tmp_path / "real" / "policy.toml", trust[0])
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "policy.toml").symlink_to(policy)
+    links.chmod(0o777)  # whoever writes here can point the link at their own policy
+    result, report = doctor(MODELSIGN_POLICY=str(links / "policy.toml"))
+    assert codes(report) == {"policy-file-writable": "high"}
+    assert report["findings"][0]["subject"] == str(links)
+    assert report["checked"]["policy_files"][0] == str(policy)
+    assert result.returncode == 1
+
+
+def test_the_key_search_is_bounded_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelsign._doctor import _trust
+
+    for i in range(5):
+        (tmp_path / f"f{i}.txt").write_text("x")
+    monkeypatch.setattr(_trust, "MAX_FILES_SEARCHED", 3)
+    checked = _trust.Checked()
+    (finding,) = _trust.private_key_findings([tmp_path], None, checked)
+    assert (finding.code, finding.severity, finding.subject) == (
+        "key-search-truncated",
+        "low",
+        str(tmp_path),
+    )
+    assert "stopped after 3 files" in finding.title

@@ -37,6 +37,8 @@ class Checked:
 
     private_keys: list[str] = field(default_factory=list)
     policy_files: list[str] = field(default_factory=list)
+    #: The --keys folder whose search stopped at MAX_FILES_SEARCHED files.
+    truncated: str | None = None
 
 
 def _who(mode: int, read: int, write: int) -> str:
@@ -62,8 +64,10 @@ def _head(path: Path) -> bytes | None:
         os.close(fd)
 
 
-def _key_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """The files named, and the files under the folders named (links not followed)."""
+def _key_files(paths: Iterable[Path], checked: Checked) -> Iterator[Path]:
+    """The files named, and the files under the folders named (links not
+    followed, at most :data:`MAX_FILES_SEARCHED`: ``checked.truncated`` then
+    names the folder where the search stopped)."""
     count = 0
     for path in paths:
         if not path.is_dir():
@@ -77,6 +81,7 @@ def _key_files(paths: Iterable[Path]) -> Iterator[Path]:
                     continue
                 count += 1
                 if count > MAX_FILES_SEARCHED:
+                    checked.truncated = str(path)
                     return
                 yield candidate
 
@@ -93,7 +98,7 @@ def private_key_findings(
                 if private.is_file():
                     beside_trusted.append(private)
     seen: set[Path] = set()
-    for path in [*_key_files(named), *beside_trusted]:
+    for path in [*_key_files(named, checked), *beside_trusted]:
         real = path.resolve()
         if real in seen:
             continue
@@ -144,6 +149,18 @@ def private_key_findings(
                     str(path),
                 )
             )
+    if checked.truncated is not None:
+        findings.append(
+            Finding(
+                "key-search-truncated",
+                "low",
+                f"the search for private keys under {checked.truncated} stopped after "
+                f"{MAX_FILES_SEARCHED} files",
+                "private keys further down were not checked",
+                "Name the folders that hold keys (--keys, repeatable), not a whole tree.",
+                checked.truncated,
+            )
+        )
     return findings
 
 
@@ -196,13 +213,16 @@ def policy_file_findings(
         files.insert(0, policy_file)
     findings: list[Finding] = []
     folders: dict[Path, None] = {}
+    for file in files:
+        # The folders above the path as named (a link there can be replaced)
+        # and above the file it resolves to.
+        for folder in (*Path(os.path.abspath(file)).parents, *file.resolve().parents):
+            folders.setdefault(folder)
     for real in dict.fromkeys(f.resolve() for f in files):
         checked.policy_files.append(str(real))
         finding = _writable(real, "a file of the policy")
         if finding is not None:
             findings.append(finding)
-        for folder in real.parents:
-            folders.setdefault(folder)
     for folder in folders:
         finding = _writable(folder, "a folder above the policy's files")
         if finding is not None:
