@@ -31,22 +31,31 @@ CLEARED = (
 )
 
 
-def doctor(
-    *args: object, site: Path | None = None, **env: str
-) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """Run ``modelsign doctor ARGS --json`` in a child: the environment as
-    given (nothing of ours leaks in), ``site`` first on its sys.path."""
-    child = {k: v for k, v in os.environ.items() if k not in CLEARED}
-    if site is not None:
-        child["PYTHONPATH"] = str(site)
-    child.update(env)
-    result = subprocess.run(
-        [sys.executable, "-m", "modelsign", "doctor", *map(str, args), "--json"],
+def clean_env(**env: str) -> dict[str, str]:
+    """This environment without the settings doctor judges, plus ``env``."""
+    return {k: v for k, v in os.environ.items() if k not in CLEARED} | env
+
+
+def doctor_text(*args: object, **env: str) -> subprocess.CompletedProcess[str]:
+    """``modelsign doctor ARGS`` in a child with ``clean_env(**env)``."""
+    return subprocess.run(
+        [sys.executable, "-m", "modelsign", "doctor", *map(str, args)],
         capture_output=True,
         text=True,
         check=False,
-        env=child,
+        env=clean_env(**env),
     )
+
+
+def doctor(
+    *args: object, site: Path | None = None, **env: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``modelsign doctor ARGS --json`` in a child: the environment as given
+    (nothing of ours leaks in), ``site`` first on its sys.path; the report
+    validated against its schema, its exit code against its findings."""
+    if site is not None:
+        env["PYTHONPATH"] = str(site)
+    result = doctor_text(*args, "--json", **env)
     assert result.stdout, result.stderr
     report = json.loads(result.stdout)
     validate(report, "doctor.schema.json")
@@ -126,21 +135,18 @@ def test_without_enforcement_only_a_medium_finding_and_exit_0(tmp_path: Path) ->
 
 
 def test_text_output_says_what_it_means_and_how_to_fix_it(tmp_path: Path) -> None:
-    site = fake_site(tmp_path, torch="2.5.1")
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED} | {"PYTHONPATH": str(site)}
-    run = [sys.executable, "-m", "modelsign", "doctor"]
-    result = subprocess.run(run, capture_output=True, text=True, check=False, env=env)
+    site = str(fake_site(tmp_path, torch="2.5.1"))
+    result = doctor_text(PYTHONPATH=site)
     assert result.returncode == 1, result.stderr
     assert "HIGH   torch 2.5.1 has CVE-2025-32434 (fixed in 2.6.0)" in result.stdout
     assert "means: torch.load(..., weights_only=True) can still run code" in result.stdout
     assert "fix:   Upgrade torch to 2.6.0 or later" in result.stdout
     assert "see:   https://github.com/advisories/GHSA-53q9-r3pm-6pq6" in result.stdout
     assert "torch.load default: weights_only=False" in result.stdout
-    quiet = subprocess.run([*run, "-q"], capture_output=True, text=True, check=False, env=env)
+    quiet = doctor_text("-q", PYTHONPATH=site)
     assert (quiet.returncode, quiet.stdout) == (1, "")
     assert "HIGH: torch 2.5.1 has CVE-2025-32434" in quiet.stderr
-    del env["PYTHONPATH"]
-    quiet = subprocess.run([*run, "-q"], capture_output=True, text=True, check=False, env=env)
+    quiet = doctor_text("-q")
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
 
 
@@ -155,9 +161,8 @@ def test_doctor_imports_no_loader_library() -> None:
         " & set(sys.modules))\n"
         "print('IMPORTED', heavy, file=sys.stderr)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
     result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, env=env
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, env=clean_env()
     )
     assert '"healthy"' in result.stdout, result.stderr
     assert "IMPORTED []\n" in result.stderr, result.stderr
@@ -387,7 +392,7 @@ def test_torch_reads_its_switches_as_doctor_says(tmp_path: Path) -> None:
         "    except Exception as e:\n"
         "        print('REFUSED', type(e).__name__)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    env = clean_env()
 
     def load(**switches: str) -> str:
         run = [sys.executable, "-c", probe, "load"]
@@ -644,15 +649,7 @@ def test_pip_audit_not_installed_or_failing_is_a_usage_error(tmp_path: Path) -> 
 
 
 def test_hostile_values_reach_the_terminal_quoted(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
-    env["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "\x1b[2Jgone"
-    result = subprocess.run(
-        [sys.executable, "-m", "modelsign", "doctor"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
+    result = doctor_text(TORCH_FORCE_WEIGHTS_ONLY_LOAD="\x1b[2Jgone")
     assert result.returncode == 0, result.stderr
     assert "\x1b" not in result.stdout
     assert "torch-switch-ignored" not in result.stdout  # codes are for --json
