@@ -30,6 +30,7 @@ __all__ = [
     "CertificateSigner",
     "KeySigner",
     "Method",
+    "Progress",
     "SignedBy",
     "SignedModel",
     "Signer",
@@ -225,7 +226,7 @@ Signer: TypeAlias = KeySigner | CertificateSigner | SigstoreSigner
 
 def build_manifest(
     tree: ModelTree,
-    hash_type: str,
+    hash_type: HashType,
     *,
     progress: Progress | None = None,
     workers: int | None = None,
