@@ -82,6 +82,18 @@ class Serialization:
 
     @classmethod
     def sharded(cls, shard_size: int, **kwargs: Any) -> Serialization:
+        """The OMS ``shards`` serialization.
+
+        Args:
+            shard_size: bytes per shard.
+            **kwargs: the other fields (``hash_type``, ``ignore_paths``, …).
+
+        Returns:
+            The serialization.
+
+        Raises:
+            ValueError: a shard size that is not positive.
+        """
         return cls(method="shards", shard_size=shard_size, **kwargs)
 
     @property
@@ -102,6 +114,17 @@ class Serialization:
 
     @classmethod
     def from_json(cls, obj: object) -> Serialization:
+        """Parse a statement's ``predicate.serialization``, strictly.
+
+        Args:
+            obj: the parsed JSON value.
+
+        Returns:
+            The serialization.
+
+        Raises:
+            MalformedBundleError: anything OMS v1.0 does not allow.
+        """
         _require(isinstance(obj, dict), "predicate.serialization must be an object")
         assert isinstance(obj, dict)
         unknown = set(obj) - _SERIALIZATION_KEYS
@@ -159,6 +182,18 @@ class Resource:
 
     @classmethod
     def from_file_digest(cls, d: FileDigest, algorithm: str) -> Resource:
+        """The resource of a file hashed whole.
+
+        Args:
+            d: the file's digest (with its archive members).
+            algorithm: the hash type.
+
+        Returns:
+            The resource, with modelsign's size and member annotations.
+
+        Raises:
+            ValueError: a file hashed in shards.
+        """
         if d.fingerprint.digest is None:
             raise ValueError(f"{d.name}: hashed in shards, not whole")
         return cls(d.name, algorithm, d.fingerprint.digest, d.size, d.archive, d.members)
@@ -186,6 +221,19 @@ class Resource:
 
     @classmethod
     def from_json(cls, obj: object, hash_type: str, shard_size: int | None = None) -> Resource:
+        """Parse one of a statement's ``predicate.resources``, strictly.
+
+        Args:
+            obj: the parsed JSON value.
+            hash_type: the serialization's hash type.
+            shard_size: the serialization's shard size, in shard mode.
+
+        Returns:
+            The resource.
+
+        Raises:
+            MalformedBundleError: a bad name, algorithm, digest or annotation.
+        """
         _require(isinstance(obj, dict), "each resource must be an object")
         assert isinstance(obj, dict)
         name = obj.get("name")
@@ -351,8 +399,21 @@ class Manifest:
     def from_digests(
         cls, model_name: str, digests: Mapping[str, FileDigest], serialization: Serialization
     ) -> Manifest:
-        """Resources sorted by name in Unicode code point order (in shard
-        mode: by file name, then offset)."""
+        """The manifest of hashed files.
+
+        Args:
+            model_name: the statement's subject name.
+            digests: each file's digest, by name.
+            serialization: how they were hashed.
+
+        Returns:
+            The manifest, resources sorted by name in Unicode code point
+            order (in shard mode: by file name, then offset).
+
+        Raises:
+            UnsafeModelError: in shard mode, a model of empty files only.
+            ValueError: a file hashed otherwise than ``serialization`` says.
+        """
         if serialization.shard_size is not None:
             return cls._sharded(model_name, digests, serialization)
         resources = tuple(
@@ -437,10 +498,32 @@ class Manifest:
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Manifest:
+        """Parse a DSSE payload: an in-toto statement with the OMS predicate.
+
+        Args:
+            payload: the envelope's payload bytes.
+
+        Returns:
+            The manifest.
+
+        Raises:
+            MalformedBundleError: not strict JSON, or not an OMS v1.0 statement.
+        """
         return cls.from_statement(_json.loads(payload, "DSSE payload"))
 
     @classmethod
     def from_statement(cls, st: object) -> Manifest:
+        """Parse an in-toto statement with the OMS predicate, strictly.
+
+        Args:
+            st: the parsed JSON value.
+
+        Returns:
+            The manifest, its subject digest checked against its resources.
+
+        Raises:
+            MalformedBundleError: anything OMS v1.0 does not allow.
+        """
         _require(isinstance(st, dict), "the statement must be a JSON object")
         assert isinstance(st, dict)
         _require(

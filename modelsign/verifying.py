@@ -48,7 +48,7 @@ from modelsign.manifest import Manifest
 from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdentity
 from modelsign.signing import SignedBy, default_signature_path, display_name, files_phrase
 
-__all__ = ["VerifiedModel", "check_bundle", "compare", "read_bundle", "verify"]
+__all__ = ["VerifiedModel", "check_bundle", "read_bundle", "verify"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -111,6 +111,21 @@ def check_bundle(
     time at which certificates must be valid (default: the current time),
     except for a certificate-method bundle with RFC 3161 timestamps checked
     against a TSA its policy entry trusts (see :func:`_check_certificate`).
+    The model's files are not read: see :func:`verify` for that.
+
+    Args:
+        bundle: a parsed bundle (:func:`read_bundle`).
+        policy: the trust anchors.
+        source: how to name the bundle in messages.
+        now: the time certificates must be valid at (default: now).
+
+    Returns:
+        The signed manifest, and who signed it.
+
+    Raises:
+        UntrustedSignerError: no anchor of the policy vouches for the signer.
+        InvalidSignatureError: the signature does not verify.
+        MalformedBundleError: the signed statement is not an OMS v1.0 one.
     """
     material = bundle.material
     if isinstance(material, KeyMaterial):
@@ -374,7 +389,20 @@ def _shard_mismatches(
 
 def read_bundle(path: Path, *, max_bytes: int | None = None) -> Bundle:
     """Read and parse a signature file, refusing anything but a regular file
-    within the size limit (checked before reading)."""
+    within the size limit (checked before reading).
+
+    Args:
+        path: the bundle file.
+        max_bytes: the size limit (default 64 MiB).
+
+    Returns:
+        The parsed bundle; its signature is not checked (:func:`check_bundle`).
+
+    Raises:
+        MissingSignatureError: no such file.
+        BundleTooLargeError: larger than ``max_bytes``.
+        MalformedBundleError: not a regular file, or not a well-formed bundle.
+    """
     limit = _json.DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
     data = read_small(
         path,
