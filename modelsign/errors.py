@@ -291,7 +291,19 @@ class ModelMismatchError(VerificationError):
 
     @classmethod
     def for_mismatches(cls, model: str, mismatches: tuple[Mismatch, ...]) -> ModelMismatchError:
-        """The most precise class for this set of differences."""
+        """The error of the most precise class for a set of differences.
+
+        Args:
+            model: the model, as the caller named it.
+            mismatches: every difference found.
+
+        Returns:
+            ``DigestMismatchError``, ``MissingFileError``, … when every
+            mismatch is of one kind; else a ``ModelMismatchError``.
+
+        Raises:
+            KeyError: a mismatch of an unknown kind (a bug).
+        """
         classes = {_BY_KIND[m.kind] for m in mismatches}
         if len(classes) == 1:
             (precise,) = classes

@@ -14,16 +14,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelsign import _json
+from modelsign._digests import Fingerprint
 from modelsign._enumerating import SINGLE_FILE_NAME, ModelTree, enumerate_model
 from modelsign._files import read_small
 from modelsign._hashing import (
     MemberDigest,
     Progress,
-    differing_shards,
-    fingerprint_size,
     hash_file,
     hash_files,
-    parse_shard_fingerprint,
 )
 from modelsign.bundle import (
     Bundle,
@@ -50,7 +48,7 @@ from modelsign.manifest import Manifest
 from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdentity
 from modelsign.signing import SignedBy, default_signature_path, display_name, files_phrase
 
-__all__ = ["VerifiedModel", "check_bundle", "compare", "read_bundle", "verify"]
+__all__ = ["VerifiedModel", "check_bundle", "read_bundle", "verify"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -113,6 +111,21 @@ def check_bundle(
     time at which certificates must be valid (default: the current time),
     except for a certificate-method bundle with RFC 3161 timestamps checked
     against a TSA its policy entry trusts (see :func:`_check_certificate`).
+    The model's files are not read: see :func:`verify` for that.
+
+    Args:
+        bundle: a parsed bundle (:func:`read_bundle`).
+        policy: the trust anchors.
+        source: how to name the bundle in messages.
+        now: the time certificates must be valid at (default: now).
+
+    Returns:
+        The signed manifest, and who signed it.
+
+    Raises:
+        UntrustedSignerError: no anchor of the policy vouches for the signer.
+        InvalidSignatureError: the signature does not verify.
+        MalformedBundleError: the signed statement is not an OMS v1.0 one.
     """
     material = bundle.material
     if isinstance(material, KeyMaterial):
@@ -312,7 +325,7 @@ def _check_sigstore(
 
 def compare(
     manifest: Manifest,
-    actual: Mapping[str, str],
+    actual: Mapping[str, Fingerprint],
     on_disk: Iterable[str],
     model: str,
     sizes: Mapping[str, int] | None = None,
@@ -320,10 +333,10 @@ def compare(
     """Raise :class:`ModelMismatchError` (or its precise subclass) listing every
     difference between ``manifest`` and the files on disk.
 
-    ``actual`` maps the names that were hashed to their digests (in shard
-    mode, their shard fingerprints); ``on_disk`` is every file found, hashed or not;
-    ``sizes`` (shard mode) the sizes of files on disk, so that a file whose
-    size differs from the signed one is reported as such, hashed or not.
+    ``actual`` maps the names that were hashed to their fingerprints;
+    ``on_disk`` is every file found, hashed or not; ``sizes`` (shard mode)
+    the sizes of files on disk, so that a file whose size differs from the
+    signed one is reported as such, hashed or not.
     """
     problems: list[Mismatch] = []
     signed = manifest.file_fingerprints()
@@ -334,9 +347,11 @@ def compare(
         if sharded:
             problems.extend(_shard_mismatches(name, expected, actual.get(name), sizes or {}))
         elif name not in actual:
-            problems.append(Mismatch("missing", name, expected=expected))
-        elif actual[name] != expected:
-            problems.append(Mismatch("digest", name, expected=expected, actual=actual[name]))
+            problems.append(Mismatch("missing", name, expected=expected.digest))
+        else:
+            problems.append(
+                Mismatch("digest", name, expected=expected.digest, actual=actual[name].digest)
+            )
     problems.extend(Mismatch("extra", name) for name in on_disk if name not in signed)
     if problems:
         problems.sort(key=lambda m: m.name)
@@ -348,33 +363,46 @@ MAX_SHARD_MISMATCHES = 10
 
 
 def _shard_mismatches(
-    name: str, expected: str, actual: str | None, sizes: Mapping[str, int]
+    name: str, expected: Fingerprint, actual: Fingerprint | None, sizes: Mapping[str, int]
 ) -> list[Mismatch]:
     """One file's differences in shard mode: missing, another size, or the
     shards (``path:start:end``) whose digests differ."""
-    want = parse_shard_fingerprint(expected)
-    size = want[-1].end if want else 0
+    size = expected.size
+    assert expected.shards is not None
+    assert size is not None
     if actual is None and name not in sizes:
         return [Mismatch("missing", name, expected_size=size)]
-    got = parse_shard_fingerprint(actual) if actual is not None else None
-    now = sizes.get(name, got[-1].end if got else 0)
+    now = sizes.get(name, (actual.size if actual is not None else None) or 0)
     if now != size:
         return [Mismatch("size", name, expected_size=size, actual_size=now)]
-    assert got is not None
-    differ = differing_shards(want, got)
+    assert actual is not None
+    differ = expected.differing_shards(actual)
     assert differ is not None  # same size, so the same ranges
     listed = [
         Mismatch("digest", name, expected=w.digest, actual=g.digest, shard=(w.start, w.end))
         for w, g in differ[:MAX_SHARD_MISMATCHES]
     ]
     if len(differ) > MAX_SHARD_MISMATCHES:  # a rewritten file: say how much, not every shard
-        listed.append(Mismatch("shards", name, shards=len(want), differing=len(differ)))
+        listed.append(Mismatch("shards", name, shards=len(expected.shards), differing=len(differ)))
     return listed
 
 
 def read_bundle(path: Path, *, max_bytes: int | None = None) -> Bundle:
     """Read and parse a signature file, refusing anything but a regular file
-    within the size limit (checked before reading)."""
+    within the size limit (checked before reading).
+
+    Args:
+        path: the bundle file.
+        max_bytes: the size limit (default 64 MiB).
+
+    Returns:
+        The parsed bundle; its signature is not checked (:func:`check_bundle`).
+
+    Raises:
+        MissingSignatureError: no such file.
+        BundleTooLargeError: larger than ``max_bytes``.
+        MalformedBundleError: not a regular file, or not a well-formed bundle.
+    """
     limit = _json.DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
     data = read_small(
         path,
@@ -459,7 +487,7 @@ def verify(
         # without being read (and a bundle's tiny shard_size cannot make a
         # large unsigned size cost millions of hashing tasks).
         sizes = {names[f.name]: f.size for f in to_hash}
-        to_hash = [f for f in to_hash if f.size == fingerprint_size(signed[names[f.name]])]
+        to_hash = [f for f in to_hash if f.size == signed[names[f.name]].size]
     digests = hash_files(
         to_hash,
         ser.hash_type,
