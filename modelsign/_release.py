@@ -112,3 +112,13 @@ class Release:
             except ValueError as e:
                 raise MalformedBundleError(f"subject annotations.release: {e}") from e
         return cls(obj["name"], version)
+
+    @classmethod
+    def from_annotations(cls, annotations: object) -> Release | None:
+        """The subject's ``annotations.release`` (in-toto allows annotations on
+        a subject; other annotations are left to their owners)."""
+        if annotations is None:
+            return None
+        if not isinstance(annotations, dict):
+            raise MalformedBundleError("the subject's annotations must be an object")
+        return cls.from_json(annotations["release"]) if "release" in annotations else None

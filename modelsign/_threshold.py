@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from modelsign._policyrules import AnchorTerms, Threshold, principal
+from modelsign._signingtime import CLOCK_SKEW, signature_time
 from modelsign.bundle import Bundle, KeyMaterial
 from modelsign.errors import (
     Error,
@@ -42,7 +43,7 @@ from modelsign.errors import (
 from modelsign.manifest import Manifest
 from modelsign.policy import Anchor, Policy
 from modelsign.signing import SignedBy
-from modelsign.verifying import CLOCK_SKEW, check_bundle, read_bundle, signature_time
+from modelsign.verifying import check_bundle, read_bundle
 
 __all__ = [
     "MAX_COSIGNATURES",

@@ -40,6 +40,7 @@ __all__ = [
     "ModelMismatchError",
     "ModelSubstitutionError",
     "ModelSubstitutionLoadError",
+    "NoTrustAnchorError",
     "OverwriteError",
     "PassphraseError",
     "RollbackError",
@@ -128,6 +129,11 @@ class UsageError(Error):
 
 class ConfigError(UsageError):
     """A policy file, flag combination or option value is invalid."""
+
+
+class NoTrustAnchorError(ConfigError):
+    """A policy names no trusted key, Sigstore identity or CA: trust is never
+    implicit, so it is refused rather than read as "trust all"."""
 
 
 class KeyLoadError(UsageError):
@@ -409,7 +415,19 @@ class ModelMismatchError(VerificationError):
 
     @classmethod
     def for_mismatches(cls, model: str, mismatches: tuple[Mismatch, ...]) -> ModelMismatchError:
-        """The most precise class for this set of differences."""
+        """The error of the most precise class for a set of differences.
+
+        Args:
+            model: the model, as the caller named it.
+            mismatches: every difference found.
+
+        Returns:
+            ``DigestMismatchError``, ``MissingFileError``, … when every
+            mismatch is of one kind; else a ``ModelMismatchError``.
+
+        Raises:
+            KeyError: a mismatch of an unknown kind (a bug).
+        """
         classes = {_BY_KIND[m.kind] for m in mismatches}
         if len(classes) == 1:
             (precise,) = classes

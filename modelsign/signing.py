@@ -31,6 +31,7 @@ __all__ = [
     "CertificateSigner",
     "KeySigner",
     "Method",
+    "Progress",
     "SignedBy",
     "SignedModel",
     "Signer",
@@ -59,7 +60,17 @@ def files_phrase(count: int) -> str:
 
 
 def default_signature_path(model: Path) -> Path:
-    """``MODEL/model.sig`` for a directory, ``MODEL.sig`` beside a single file."""
+    """Where a model's bundle is by default.
+
+    Args:
+        model: a model folder or single file.
+
+    Returns:
+        ``MODEL/model.sig`` for a directory, ``MODEL.sig`` beside a single file.
+
+    Raises:
+        OSError: never for a missing path (a missing ``model`` is taken as a file).
+    """
     if model.is_dir():
         return model / "model.sig"
     return model.with_name(model.name + ".sig")
@@ -146,6 +157,13 @@ class KeySigner:
     def from_file(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> KeySigner:
         """Load a PEM private key, decrypting it with ``passphrase``.
 
+        Args:
+            path: the private key file.
+            passphrase: its passphrase, when it is encrypted.
+
+        Returns:
+            A signer with that key.
+
         Raises:
             KeyLoadError: unreadable, not a key, wrong or missing passphrase.
         """
@@ -182,8 +200,16 @@ class CertificateSigner:
         *,
         passphrase: bytes | None = None,
     ) -> CertificateSigner:
-        """The key (a file, or loaded), its PEM leaf certificate, and PEM
-        intermediates.
+        """A certificate signer from files.
+
+        Args:
+            key: the private key, loaded or as a file.
+            certificate: the PEM leaf certificate (for ``key``).
+            chain: PEM intermediate certificates, leaf's issuer first.
+            passphrase: the key file's passphrase, when it is encrypted.
+
+        Returns:
+            The signer, its chain in DER, leaf first.
 
         Raises:
             KeyLoadError: the key cannot be loaded.
@@ -233,7 +259,7 @@ Signer: TypeAlias = KeySigner | CertificateSigner | SigstoreSigner
 
 def build_manifest(
     tree: ModelTree,
-    hash_type: str,
+    hash_type: HashType,
     *,
     progress: Progress | None = None,
     workers: int | None = None,

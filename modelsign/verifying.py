@@ -12,20 +12,19 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from modelsign import _json
+from modelsign._digests import Fingerprint
 from modelsign._enumerating import SINGLE_FILE_NAME, ModelTree, enumerate_model
 from modelsign._files import read_small
 from modelsign._hashing import (
     MemberDigest,
     Progress,
-    differing_shards,
-    fingerprint_size,
     hash_file,
     hash_files,
-    parse_shard_fingerprint,
 )
+from modelsign._signingtime import CLOCK_SKEW, signature_time
 from modelsign.bundle import (
     Bundle,
     CertificateMaterial,
@@ -55,7 +54,7 @@ if TYPE_CHECKING:
     from modelsign._threshold import TrustReport
     from modelsign.manifest import Release
 
-__all__ = ["VerifiedModel", "check_bundle", "compare", "read_bundle", "signature_time", "verify"]
+__all__ = ["VerifiedModel", "check_bundle", "read_bundle", "verify"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -128,6 +127,21 @@ def check_bundle(
     time at which certificates must be valid (default: the current time),
     except for a certificate-method bundle with RFC 3161 timestamps checked
     against a TSA its policy entry trusts (see :func:`_check_certificate`).
+    The model's files are not read: see :func:`verify` for that.
+
+    Args:
+        bundle: a parsed bundle (:func:`read_bundle`).
+        policy: the trust anchors.
+        source: how to name the bundle in messages.
+        now: the time certificates must be valid at (default: now).
+
+    Returns:
+        The signed manifest, and who signed it.
+
+    Raises:
+        UntrustedSignerError: no anchor of the policy vouches for the signer.
+        InvalidSignatureError: the signature does not verify.
+        MalformedBundleError: the signed statement is not an OMS v1.0 one.
     """
     material = bundle.material
     if isinstance(material, KeyMaterial):
@@ -252,10 +266,6 @@ def _check_certificate(
     raise UntrustedSignerError(f"{source}: no trusted CA vouches for it: " + "; ".join(reasons))
 
 
-#: How far a trusted timestamp may be ahead of the verifier's clock.
-CLOCK_SKEW = datetime.timedelta(minutes=5)
-
-
 def _certificate_time(
     bundle: Bundle,
     material: CertificateMaterial,
@@ -274,40 +284,6 @@ def _certificate_time(
             "is not evidence of when the signature existed"
         )
     return at, why
-
-
-def signature_time(
-    bundle: Bundle,
-    tokens: Sequence[bytes],
-    tsa: Path | None,
-    roots: Sequence[Any],
-    others: Sequence[Any],
-    source: str,
-    now: datetime.datetime,
-    no_tsa: str = "no TSA trusted",
-) -> tuple[datetime.datetime, str]:
-    """When the bundle's signature was made, on trusted evidence: the earliest
-    genTime of its RFC 3161 ``tokens``, every one verified against the TSA
-    ``tsa`` (its ``roots``; ``others`` help build chains); ``now`` when no TSA
-    is trusted (the tokens are ignored, ``no_tsa`` says why) or there is no
-    token. Returns the time and where it comes from."""
-    count = len(tokens)
-    if tsa is None:
-        ignored = f"; {count} timestamp(s) ignored: {no_tsa}" if count else ""
-        return now, f"verification time{ignored}"
-    if not count:
-        return now, "verification time; the bundle has no timestamp"
-    from modelsign._backends import timestamp  # noqa: PLC0415
-
-    at = timestamp.trusted_time(
-        tokens,
-        bundle.envelope.signature,
-        roots,
-        others,
-        source=source,
-        tsa=str(tsa),
-    )
-    return at, f"earliest of {count} timestamp(s) by TSA {tsa}"
 
 
 def _check_sigstore(
@@ -355,7 +331,7 @@ def _check_sigstore(
 
 def compare(
     manifest: Manifest,
-    actual: Mapping[str, str],
+    actual: Mapping[str, Fingerprint],
     on_disk: Iterable[str],
     model: str,
     sizes: Mapping[str, int] | None = None,
@@ -363,10 +339,10 @@ def compare(
     """Raise :class:`ModelMismatchError` (or its precise subclass) listing every
     difference between ``manifest`` and the files on disk.
 
-    ``actual`` maps the names that were hashed to their digests (in shard
-    mode, their shard fingerprints); ``on_disk`` is every file found, hashed or not;
-    ``sizes`` (shard mode) the sizes of files on disk, so that a file whose
-    size differs from the signed one is reported as such, hashed or not.
+    ``actual`` maps the names that were hashed to their fingerprints;
+    ``on_disk`` is every file found, hashed or not; ``sizes`` (shard mode)
+    the sizes of files on disk, so that a file whose size differs from the
+    signed one is reported as such, hashed or not.
     """
     problems: list[Mismatch] = []
     signed = manifest.file_fingerprints()
@@ -377,9 +353,11 @@ def compare(
         if sharded:
             problems.extend(_shard_mismatches(name, expected, actual.get(name), sizes or {}))
         elif name not in actual:
-            problems.append(Mismatch("missing", name, expected=expected))
-        elif actual[name] != expected:
-            problems.append(Mismatch("digest", name, expected=expected, actual=actual[name]))
+            problems.append(Mismatch("missing", name, expected=expected.digest))
+        else:
+            problems.append(
+                Mismatch("digest", name, expected=expected.digest, actual=actual[name].digest)
+            )
     problems.extend(Mismatch("extra", name) for name in on_disk if name not in signed)
     if problems:
         problems.sort(key=lambda m: m.name)
@@ -391,33 +369,46 @@ MAX_SHARD_MISMATCHES = 10
 
 
 def _shard_mismatches(
-    name: str, expected: str, actual: str | None, sizes: Mapping[str, int]
+    name: str, expected: Fingerprint, actual: Fingerprint | None, sizes: Mapping[str, int]
 ) -> list[Mismatch]:
     """One file's differences in shard mode: missing, another size, or the
     shards (``path:start:end``) whose digests differ."""
-    want = parse_shard_fingerprint(expected)
-    size = want[-1].end if want else 0
+    size = expected.size
+    assert expected.shards is not None
+    assert size is not None
     if actual is None and name not in sizes:
         return [Mismatch("missing", name, expected_size=size)]
-    got = parse_shard_fingerprint(actual) if actual is not None else None
-    now = sizes.get(name, got[-1].end if got else 0)
+    now = sizes.get(name, (actual.size if actual is not None else None) or 0)
     if now != size:
         return [Mismatch("size", name, expected_size=size, actual_size=now)]
-    assert got is not None
-    differ = differing_shards(want, got)
+    assert actual is not None
+    differ = expected.differing_shards(actual)
     assert differ is not None  # same size, so the same ranges
     listed = [
         Mismatch("digest", name, expected=w.digest, actual=g.digest, shard=(w.start, w.end))
         for w, g in differ[:MAX_SHARD_MISMATCHES]
     ]
     if len(differ) > MAX_SHARD_MISMATCHES:  # a rewritten file: say how much, not every shard
-        listed.append(Mismatch("shards", name, shards=len(want), differing=len(differ)))
+        listed.append(Mismatch("shards", name, shards=len(expected.shards), differing=len(differ)))
     return listed
 
 
 def read_bundle(path: Path, *, max_bytes: int | None = None) -> Bundle:
     """Read and parse a signature file, refusing anything but a regular file
-    within the size limit (checked before reading)."""
+    within the size limit (checked before reading).
+
+    Args:
+        path: the bundle file.
+        max_bytes: the size limit (default 64 MiB).
+
+    Returns:
+        The parsed bundle; its signature is not checked (:func:`check_bundle`).
+
+    Raises:
+        MissingSignatureError: no such file.
+        BundleTooLargeError: larger than ``max_bytes``.
+        MalformedBundleError: not a regular file, or not a well-formed bundle.
+    """
     limit = _json.DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
     data = read_small(
         path,
@@ -513,7 +504,7 @@ def verify(
         # without being read (and a bundle's tiny shard_size cannot make a
         # large unsigned size cost millions of hashing tasks).
         sizes = {names[f.name]: f.size for f in to_hash}
-        to_hash = [f for f in to_hash if f.size == fingerprint_size(signed[names[f.name]])]
+        to_hash = [f for f in to_hash if f.size == signed[names[f.name]].size]
     digests = hash_files(
         to_hash,
         ser.hash_type,
