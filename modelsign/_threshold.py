@@ -43,7 +43,7 @@ from modelsign.errors import (
 from modelsign.manifest import Manifest
 from modelsign.policy import Anchor, Policy
 from modelsign.signing import SignedBy
-from modelsign.verifying import check_bundle, read_bundle
+from modelsign.verifying import check_signature, read_bundle
 
 __all__ = [
     "MAX_COSIGNATURES",
@@ -319,7 +319,7 @@ def _other_statement(source: str, bundle: Bundle, primary: Bundle, signature: Pa
 def _accept(bundle: Bundle, policy: Policy, source: str, now: datetime.datetime) -> _Accepted:
     """The anchor that vouches for ``bundle``, when its signature was made,
     and that the anchor's terms allow it; raise otherwise."""
-    _, signed_by = check_bundle(bundle, policy, source=source, now=now)
+    signed_by = check_signature(bundle, policy, source=source, now=now)
     anchor = _anchor_of(signed_by, policy)
     terms = policy.terms_for(anchor)
     label = terms.label if terms is not None else _label(anchor)
@@ -345,7 +345,7 @@ def _label(anchor: Anchor) -> str:
 
 
 def _anchor_of(signed_by: SignedBy, policy: Policy) -> Anchor:
-    """The anchor check_bundle verified with (it reports who, not which)."""
+    """The anchor check_signature verified with (it reports who, not which)."""
     if signed_by.method == "key":
         return next(k for k in policy.keys if k.key_id == signed_by.key_id)
     if signed_by.method == "certificate":

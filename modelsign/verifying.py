@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from modelsign._threshold import TrustReport
     from modelsign.manifest import Release
 
-__all__ = ["VerifiedModel", "check_bundle", "read_bundle", "verify"]
+__all__ = ["VerifiedModel", "check_bundle", "check_signature", "read_bundle", "verify"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -143,21 +143,30 @@ def check_bundle(
         InvalidSignatureError: the signature does not verify.
         MalformedBundleError: the signed statement is not an OMS v1.0 one.
     """
-    material = bundle.material
-    if isinstance(material, KeyMaterial):
-        signer = _check_key(bundle, material, policy.keys, source)
-    elif isinstance(material, CertificateMaterial):
-        when = now or datetime.datetime.now(datetime.timezone.utc)
-        signer = _check_certificate(bundle, material, policy.certificates, source, when)
-    else:
-        payload, signer = _check_sigstore(bundle, material, policy.sigstore, source)
-        if payload != bundle.envelope.payload:
-            raise MalformedBundleError(f"{source}: Sigstore verified another payload")
+    signer = check_signature(bundle, policy, source=source, now=now)
     try:
         manifest = Manifest.from_payload(bundle.envelope.payload)
     except MalformedBundleError as e:
         raise MalformedBundleError(f"{source}: {e}") from e
     return manifest, signer
+
+
+def check_signature(
+    bundle: Bundle, policy: Policy, *, source: str = "bundle", now: datetime.datetime | None = None
+) -> SignedBy:
+    """:func:`check_bundle` without reading the statement: who signed the
+    payload bytes, as the policy's anchors establish it (the co-signatures
+    of one statement are checked this way, the statement read once)."""
+    material = bundle.material
+    if isinstance(material, KeyMaterial):
+        return _check_key(bundle, material, policy.keys, source)
+    if isinstance(material, CertificateMaterial):
+        when = now or datetime.datetime.now(datetime.timezone.utc)
+        return _check_certificate(bundle, material, policy.certificates, source, when)
+    payload, signer = _check_sigstore(bundle, material, policy.sigstore, source)
+    if payload != bundle.envelope.payload:
+        raise MalformedBundleError(f"{source}: Sigstore verified another payload")
+    return signer
 
 
 def _check_key(
