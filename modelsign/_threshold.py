@@ -191,11 +191,12 @@ def trusted_statement(
     verification time (default: the clock).
 
     Raises:
-        VerificationError: the primary's own error when no signer counts and
-            no threshold rule applies (as without co-signatures);
-            ``ThresholdNotMetError`` when a rule is not met;
-            ``SignerExpiredError``, ``SignerNotYetValidError`` or
-            ``SignerRevokedError`` for the primary's signer outside its terms;
+        VerificationError: when no signer counts, the primary's own error
+            (as without co-signatures: ``UntrustedSignerError``,
+            ``InvalidSignatureError``, ``SignerExpiredError``,
+            ``SignerNotYetValidError``, ``SignerRevokedError``, ...), naming
+            the co-signatures that did not count either;
+            ``ThresholdNotMetError`` when some count but a rule wants more;
             ``ModelSubstitutionError`` when a pin names another model.
     """
     when = now or datetime.datetime.now(datetime.timezone.utc)

@@ -653,3 +653,21 @@ def test_cli_state_needs_a_policy_with_a_state(tmp_path: Path, signers: dict[str
     assert "keeps no rollback state" in doc["error"]["message"]
     assert os.environ.get("MODELSIGN_POLICY") is None
     assert not list(tmp_path.glob("*.lock"))
+
+
+def test_doctor_flags_a_rollback_state_others_can_write(
+    tmp_path: Path, signers: dict[str, Signer]
+) -> None:
+    """Whoever can rewrite the state file can let an older version back in."""
+    from tests.test_doctor import doctor
+
+    policy = _state_policy(tmp_path, signers)
+    assert policy.state is not None
+    path = str(tmp_path / "policy.toml")
+    result, report = doctor("--policy", path, MODELSIGN_POLICY=path)
+    assert not [f for f in report["findings"] if f["code"] == "policy-file-writable"]
+    policy.state.chmod(0o666)
+    result, report = doctor("--policy", path, MODELSIGN_POLICY=path)
+    writable = [f for f in report["findings"] if f["code"] == "policy-file-writable"]
+    assert [f["subject"] for f in writable] == [str(policy.state)]
+    assert result.returncode == 1
