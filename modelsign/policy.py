@@ -556,6 +556,22 @@ class ProvenanceRules:
         if self.builder_id is not None and not self.builder_id:
             raise ConfigError("[provenance] builder_id must not be empty", parameter="trust")
 
+    def strengthened(
+        self,
+        *,
+        builder_id: str | None = None,
+        lineage: bool = False,
+        base_models: Iterable[str | os.PathLike[str]] = (),
+    ) -> ProvenanceRules:
+        """These rules, requiring provenance, and with ``builder_id`` (in
+        place of this one), ``lineage`` and more ``base_models``."""
+        return ProvenanceRules(
+            require=True,
+            builder_id=builder_id or self.builder_id,
+            lineage=lineage or self.lineage,
+            base_models=(*self.base_models, *(Path(p) for p in base_models)),
+        )
+
     def describe(self) -> str:
         """One line of prose (``modelsign status``)."""
         if not self.require:

@@ -34,16 +34,15 @@ import dataclasses
 import datetime
 import json
 import os
-import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from modelsign import _buildenv
+from modelsign import _buildenv, _dependencies
 from modelsign._atomic import write_atomic
-from modelsign._enumerating import DEFAULT_IGNORES, PROVENANCE_FILE, enumerate_model
-from modelsign._hashing import Progress, hash_files
+from modelsign._dependencies import Trust
+from modelsign._hashing import Progress
 from modelsign._inspecting import claimed_signer
 from modelsign._slsa import BUILD_TYPE, PREDICATE_TYPE, Dependency, Provenance, statement_payload
 from modelsign.errors import (
@@ -55,8 +54,8 @@ from modelsign.errors import (
     UsageError,
     VerificationError,
 )
-from modelsign.manifest import Manifest, Serialization
-from modelsign.policy import Anchor, Policy, ProvenanceRules
+from modelsign.manifest import Manifest
+from modelsign.policy import Policy, ProvenanceRules
 from modelsign.signing import (
     SignedModel,
     Signer,
@@ -64,12 +63,11 @@ from modelsign.signing import (
     as_signer,
     default_signature_path,
     describe_signer,
-    display_name,
     keyless_session,
     refuse_replacing,
     sign_payload,
 )
-from modelsign.verifying import VerifiedModel, check_signature, compare, read_bundle, verify
+from modelsign.verifying import VerifiedModel, check_signature, read_bundle, verify
 
 __all__ = [
     "BUILD_TYPE",
@@ -78,15 +76,14 @@ __all__ = [
     "Provenance",
     "attest",
     "check_model_provenance",
+    "check_provenance",
+    "check_subject",
     "default_provenance_path",
     "provenance_beside",
     "read_provenance",
     "verify_provenance",
 ]
 
-#: What ``trust=`` takes, as in :func:`~modelsign.verify`.
-Trust = Policy | Anchor | Iterable[Anchor | str | os.PathLike[str]]
-_PINNED = re.compile(r"^(?P<uri>.+)@sha256:(?P<hex>[0-9a-f]{64})$")
 _SUFFIX = ".provenance.sig"
 
 
@@ -208,14 +205,16 @@ def attest(
     manifest = (
         subject.manifest
         if subject is not None
-        else _model_manifest(model_path, sig_path, trust, progress, workers, required=True)
+        else _dependencies.model_manifest(
+            model_path, sig_path, trust, progress, workers, required=True
+        )
     )
     assert manifest is not None  # required=True raises instead
-    deps = [d for d in (_code(code, ci),) if d is not None]
-    deps += [_dataset(d, progress, workers) for d in datasets]
+    deps = [d for d in (_dependencies.code_dependency(code, ci),) if d is not None]
+    deps += [_dependencies.dataset_dependency(d, progress, workers) for d in datasets]
     if base_model is not None:
-        deps.append(_base_model(base_model, trust, progress, workers))
-    deps += _frameworks()
+        deps.append(_dependencies.base_model_dependency(base_model, trust, progress, workers))
+    deps += _dependencies.framework_dependencies()
     payload = statement_payload(
         subject_name=manifest.model_name,
         subject_digest=manifest.root_digest,
@@ -260,167 +259,6 @@ def _times(
     return started, end
 
 
-def _model_manifest(
-    path: Path,
-    signature: Path,
-    trust: Trust | None,
-    progress: Progress | None,
-    workers: int | None,
-    *,
-    required: bool,
-) -> Manifest | None:
-    """The manifest of the signed model at ``path``, its files checked:
-    verified under ``trust``, or hashed as its bundle says and compared with
-    it. None when it has no bundle and one is not ``required``."""
-    if trust is not None and os.path.isfile(signature):
-        policy = dataclasses.replace(Policy.of(trust), provenance=ProvenanceRules())
-        return verify(
-            path, policy, signature=signature, progress=progress, workers=workers
-        ).manifest
-    try:
-        claimed = Manifest.from_payload(read_bundle(signature).envelope.payload)
-    except MissingSignatureError as e:
-        if not required:
-            return None
-        raise UsageError(
-            f"{path}: the model is not signed ({signature} is missing): sign it first "
-            "(modelsign sign), then attest it"
-        ) from e
-    fresh = _hash(path, claimed.serialization, signature, progress, workers)
-    actual = dict(fresh.file_fingerprints())
-    signed = claimed.file_fingerprints()
-    if "." in actual and len(signed) == 1 and "." not in signed:  # a file named by its name
-        actual = {next(iter(signed)): actual["."]}
-    compare(claimed, actual, actual, str(path))
-    return claimed
-
-
-def _hash(
-    path: Path,
-    serialization: Serialization,
-    signature: Path | None,
-    progress: Progress | None,
-    workers: int | None,
-) -> Manifest:
-    """The OMS manifest of ``path`` hashed with ``serialization`` (no archive
-    members: only the digests are wanted)."""
-    ignores = (*serialization.ignore_paths, PROVENANCE_FILE) if path.is_dir() else ()
-    tree = enumerate_model(
-        path,
-        ignore_paths=ignores,
-        signature=signature,
-        allow_symlinks=serialization.allow_symlinks,
-    )
-    digests = hash_files(
-        tree.files,
-        serialization.hash_type,
-        display=lambda f: display_name(tree, f),
-        workers=workers,
-        progress=progress,
-        shard_size=serialization.shard_size,
-    )
-    return Manifest.from_digests(tree.name, digests, serialization)
-
-
-def _code(code: str | os.PathLike[str] | None, ci: _buildenv.CiRun | None) -> Dependency | None:
-    checkout = _buildenv.git_checkout(Path(code) if code is not None else Path.cwd())
-    if checkout is None and code is not None:
-        raise UsageError(
-            f"{{param}}{os.fspath(code)}: not in a git checkout with a commit", parameter="code"
-        )
-    if checkout is None and ci is not None:
-        checkout = ci.code
-    if checkout is None:
-        return None
-    ref = f"@{checkout.ref}" if checkout.ref else ""
-    return Dependency(
-        "code",
-        uri=f"git+{checkout.url}{ref}",
-        digest={"gitCommit": checkout.commit},
-        dirty=checkout.dirty,
-    )
-
-
-def _pinned(spec: str, role: str) -> Dependency | None:
-    """``URI@sha256:HEX``: something not on this machine, with its digest."""
-    match = _PINNED.match(spec)
-    if match is None:
-        return None
-    if role == "dataset":
-        return Dependency("dataset", uri=match["uri"], digest={"sha256": match["hex"]})
-    return Dependency(
-        "base_model", uri=match["uri"], digest={"sha256": match["hex"]}, digest_of="oms-root"
-    )
-
-
-def _local(spec: str | os.PathLike[str], parameter: str) -> Path:
-    path = Path(spec)
-    if not os.path.lexists(path):
-        raise UsageError(
-            f"{{param}}{os.fspath(spec)}: no such file or folder (for data that is not here, "
-            "give URI@sha256:HEX)",
-            parameter=parameter,
-        )
-    return path
-
-
-def _dataset(
-    spec: str | os.PathLike[str] | Dependency, progress: Progress | None, workers: int | None
-) -> Dependency:
-    if isinstance(spec, Dependency):
-        return dataclasses.replace(spec, role="dataset")
-    pinned = _pinned(spec, "dataset") if isinstance(spec, str) else None
-    if pinned is not None:
-        return pinned
-    path = _local(spec, "datasets")
-    defaults = Serialization(ignore_paths=DEFAULT_IGNORES)
-    manifest = _hash(path, defaults, default_signature_path(path), progress, workers)
-    single = not path.is_dir()
-    return Dependency(
-        "dataset",
-        uri=path.absolute().as_uri(),
-        name=manifest.model_name,
-        # A file: the SHA-256 of its bytes (as sha256sum says); a folder: its OMS root digest.
-        digest={"sha256": manifest.resources[0].digest if single else manifest.root_digest},
-        digest_of="file" if single else "oms-root",
-    )
-
-
-def _base_model(
-    spec: str | os.PathLike[str] | Dependency,
-    trust: Trust | None,
-    progress: Progress | None,
-    workers: int | None,
-) -> Dependency:
-    if isinstance(spec, Dependency):
-        return dataclasses.replace(spec, role="base_model")
-    pinned = _pinned(spec, "base_model") if isinstance(spec, str) else None
-    if pinned is not None:
-        return pinned
-    path = _local(spec, "base_model")
-    signature = default_signature_path(path)
-    manifest = _model_manifest(path, signature, trust, progress, workers, required=False)
-    if manifest is None:  # no bundle: its root digest as sign would compute it
-        defaults = Serialization(ignore_paths=DEFAULT_IGNORES if path.is_dir() else ())
-        manifest = _hash(path, defaults, signature, progress, workers)
-    return Dependency(
-        "base_model",
-        uri=path.absolute().as_uri(),
-        name=manifest.model_name,
-        digest={"sha256": manifest.root_digest},
-        digest_of="oms-root",
-        signed=os.path.isfile(signature),
-    )
-
-
-def _frameworks() -> list[Dependency]:
-    out = []
-    for name, version in _buildenv.framework_versions().items():
-        uri = f"pkg:generic/python@{version}" if name == "python" else f"pkg:pypi/{name}@{version}"
-        out.append(Dependency("framework", uri=uri, name=name))
-    return out
-
-
 # ---------------------------------------------------------------------- read and verify
 
 
@@ -447,7 +285,7 @@ def read_provenance(path: str | os.PathLike[str]) -> Provenance:
     )
 
 
-def _read(path: Path, model: Path | None) -> Any:
+def _read(path: Path, model: str | None) -> Any:
     try:
         return read_bundle(path)
     except MissingSignatureError as e:
@@ -496,12 +334,8 @@ def verify_provenance(
         UsageError: bad arguments.
     """
     policy = Policy.of(trust)
-    rules = policy.provenance
-    rules = ProvenanceRules(
-        require=True,
-        builder_id=builder_id or rules.builder_id,
-        lineage=bool(lineage) or rules.lineage,
-        base_models=(*rules.base_models, *(Path(p) for p in base_models)),
+    rules = policy.provenance.strengthened(
+        builder_id=builder_id, lineage=bool(lineage), base_models=base_models
     )
     policy = dataclasses.replace(policy, provenance=rules)
     if verified is None:
@@ -539,13 +373,52 @@ def check_model_provenance(
     Raises:
         VerificationError: as :func:`verify_provenance`.
     """
-    path = provenance or provenance_beside(verified.signature)
-    bundle = _read(path, verified.model)
+    return check_provenance(
+        verified.signature,
+        verified.root_digest,
+        str(verified.model),
+        policy,
+        provenance=provenance,
+        now=now,
+    )
+
+
+def check_provenance(
+    signature: Path,
+    root_digest: str,
+    model: str,
+    policy: Policy,
+    *,
+    provenance: Path | None = None,
+    now: datetime.datetime | None = None,
+    verified_bases: set[str] | None = None,
+) -> Provenance:
+    """Check the provenance of the model whose bundle ``signature`` verified
+    with root digest ``root_digest``, by ``policy``'s ``[provenance]`` rules.
+
+    Args:
+        signature: the model's bundle (the provenance is beside it).
+        root_digest: the model's verified root digest.
+        model: how to name the model in messages.
+        policy: trust and rules.
+        provenance: the provenance bundle (default: beside ``signature``).
+        now: when certificates must be valid (default: now).
+        verified_bases: root digests of base models already verified in
+            this process (the loader hook's memory); added to.
+
+    Returns:
+        The verified provenance.
+
+    Raises:
+        VerificationError: as :func:`verify_provenance`.
+    """
+    path = provenance or provenance_beside(signature)
+    bundle = _read(path, model)
     payload, signed_by = check_signature(bundle, policy, source=str(path), now=now)
     prov = Provenance.from_payload(
         payload, path, signer=claimed_signer(bundle, str(path)), signed_by=signed_by
     )
-    check_subject(prov, verified.root_digest, str(verified.model))
+    check_subject(prov, root_digest, model)
     rules = policy.provenance
     if rules.builder_id is not None and prov.builder_id != rules.builder_id:
         raise BuilderMismatchError(
@@ -556,7 +429,7 @@ def check_model_provenance(
             actual=prov.builder_id,
         )
     if rules.lineage:
-        _check_lineage(prov, policy, now)
+        _check_lineage(prov, policy, now, verified_bases)
     return prov
 
 
@@ -577,7 +450,12 @@ def check_subject(prov: Provenance, root_digest: str, model: str) -> None:
         )
 
 
-def _check_lineage(prov: Provenance, policy: Policy, now: datetime.datetime | None) -> None:
+def _check_lineage(
+    prov: Provenance,
+    policy: Policy,
+    now: datetime.datetime | None,
+    verified_bases: set[str] | None,
+) -> None:
     """The base model (if the provenance names one) must verify under the
     policy's trust and have the recorded root digest. One level: the base
     model's own provenance is not required (a foundation model has none)."""
@@ -590,6 +468,8 @@ def _check_lineage(prov: Provenance, policy: Policy, now: datetime.datetime | No
             f"{prov.path}: the base model {base.describe()} has no sha256 digest to check",
             provenance=str(prov.path),
         )
+    if verified_bases is not None and recorded in verified_bases:
+        return
     plain = dataclasses.replace(policy, provenance=ProvenanceRules())
     failures: list[str] = []
     candidates = _candidates(policy.provenance.base_models, base)
@@ -609,6 +489,8 @@ def _check_lineage(prov: Provenance, policy: Policy, now: datetime.datetime | No
         except VerificationError as e:
             failures.append(f"{candidate}: {e}")
             continue
+        if verified_bases is not None:
+            verified_bases.add(recorded)
         return  # verified, so its files hash to the claimed, recorded, root digest
     if not candidates:
         reason = "not found: give its location (base_models) and no local path is recorded"
