@@ -494,7 +494,9 @@ def verify(
         VerificationError: the model must not be trusted; the subclass says
             why (``DigestMismatchError`` and its siblings list every
             difference; ``InvalidSignatureError``, ``UntrustedSignerError``,
-            ``MalformedBundleError``, ``MissingSignatureError``, ...).
+            ``MalformedBundleError``, ``MissingSignatureError``, ...); with a
+            policy whose ``[provenance]`` requires it, a ``ProvenanceError``
+            (see :func:`modelsign.provenance.verify_provenance`).
         UsageError: bad arguments: a model path that does not exist,
             ``ConfigError`` for ``trust``.
     """

@@ -559,6 +559,25 @@ def test_loader_hook_requires_provenance(
             torch.load(signed / "weights.pt", weights_only=True)
 
 
+def test_a_folder_verified_for_from_pretrained_needs_its_provenance(
+    fine_tune: tuple[Path, Path], key: keys.PrivateKey
+) -> None:
+    from modelsign._guard import Guard
+
+    base, tuned = fine_tune
+    rules = ProvenanceRules(require=True, lineage=True)
+    policy = dataclasses.replace(
+        Policy.from_anchors([key.public_key()], source="t"), provenance=rules
+    )
+    guard = Guard(policy)
+    assert guard.verify_directory(tuned).root_digest == read_provenance(tuned).subject_digest
+    verified_base = modelsign.verify(base, [key.public_key()]).root_digest
+    assert guard._verified_bases == {verified_base}  # the lineage is not checked again
+    default_provenance_path(tuned).unlink()
+    with pytest.raises(LoadRefusedError, match="no provenance bundle"):
+        guard.verify_directory(tuned)
+
+
 # ---------------------------------------------------------------------- other methods
 
 
