@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from modelsign import _json
-from modelsign.errors import MalformedBundleError
+from modelsign.errors import Error, MalformedBundleError
 from modelsign.manifest import STATEMENT_TYPE
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "Dependency",
     "Provenance",
     "Role",
+    "parse_time",
     "rfc3339",
     "statement_payload",
 ]
@@ -54,17 +55,21 @@ def rfc3339(when: datetime.datetime) -> str:
     return when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse_time(value: object, where: str) -> datetime.datetime | None:
+def parse_time(
+    value: object, where: str, error: type[Error] = MalformedBundleError
+) -> datetime.datetime | None:
+    """An RFC 3339 time with a time zone (None stays None); ``error`` names
+    ``where`` otherwise."""
     if value is None:
         return None
     if not isinstance(value, str):
-        raise MalformedBundleError(f"{where} must be an RFC 3339 time string")
+        raise error(f"{where} must be an RFC 3339 time string, not {value!r}")
     try:
         when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as e:
-        raise MalformedBundleError(f"{where} {value!r} is not an RFC 3339 time") from e
+        raise error(f"{where} {value!r} is not an RFC 3339 time") from e
     if when.tzinfo is None:
-        raise MalformedBundleError(f"{where} {value!r} has no time zone")
+        raise error(f"{where} {value!r} has no time zone: give one (Z, or +01:00)")
     return when
 
 
@@ -356,8 +361,8 @@ class Provenance:
             builder_id=builder_id,
             build_type=build_type,
             invocation_id=invocation,
-            started=_parse_time(meta.get("startedOn"), "runDetails.metadata.startedOn"),
-            finished=_parse_time(meta.get("finishedOn"), "runDetails.metadata.finishedOn"),
+            started=parse_time(meta.get("startedOn"), "runDetails.metadata.startedOn"),
+            finished=parse_time(meta.get("finishedOn"), "runDetails.metadata.finishedOn"),
             entry_point=entry,
             parameters=_object(params, "externalParameters.parameters"),
             internal_parameters=internal,

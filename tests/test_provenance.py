@@ -674,7 +674,7 @@ def test_cli_attest_refusals(signed: Path, key: keys.PrivateKey, tmp_path: Path)
     validate(json.loads(bad.stdout), "attest.schema.json")
     naive = run("attest", signed, "--key", private, "--started", "2026-01-01T00:00:00")
     assert naive.returncode == 2
-    assert "give a time zone" in naive.stderr
+    assert "has no time zone" in naive.stderr
     inputs = tmp_path / "i.json"
     inputs.write_text('{"dataset": []}')
     unknown = run("attest", signed, "--key", private, "--inputs", inputs)

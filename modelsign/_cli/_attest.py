@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -128,6 +127,7 @@ def attest(
     digests, builder, times, entry point, hyperparameters and framework
     versions; signs with the same methods as sign.
     """
+    from modelsign._slsa import parse_time  # noqa: PLC0415
     from modelsign.policy import Policy  # noqa: PLC0415
     from modelsign.provenance import attest as do_attest  # noqa: PLC0415
 
@@ -159,8 +159,8 @@ def attest(
                 params=parameters,
                 entry_point=entry_point or given.get("entry_point"),
                 builder_id=builder_id or given.get("builder_id"),
-                started=_time(started or given.get("started"), "--started"),
-                finished=_time(finished or given.get("finished"), "--finished"),
+                started=parse_time(started or given.get("started"), "--started", UsageError),
+                finished=parse_time(finished or given.get("finished"), "--finished", UsageError),
                 code=code_dir,
                 trust=Policy.load(policy) if policy is not None else None,
                 signature=signature,
@@ -203,20 +203,6 @@ def _params(items: list[str]) -> dict[str, Any]:
         except ValueError:
             out[name] = text
     return out
-
-
-def _time(text: object, flag: str) -> datetime.datetime | None:
-    if text is None:
-        return None
-    if not isinstance(text, str):
-        raise UsageError(f"{flag}: give an RFC 3339 time as text, not {text!r}")
-    try:
-        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise UsageError(f"{flag} {text!r}: not an RFC 3339 time ({e})") from e
-    if when.tzinfo is None:
-        raise UsageError(f"{flag} {text!r}: give a time zone (Z, or +01:00)")
-    return when
 
 
 def _read_inputs(path: Path) -> dict[str, Any]:
