@@ -17,7 +17,8 @@ Trust: a :class:`Policy`, or anchors (:class:`PublicKey`,
 :class:`Error`: :class:`VerificationError` ("do not trust this model") or
 :class:`UsageError` ("you called me wrong"); the precise classes are in
 :mod:`modelsign.errors`. Public modules: ``errors``, ``keys``, ``policy``,
-``signing``, ``verifying``, ``hooks``, ``manifest``, ``bundle``.
+``signing``, ``verifying``, ``hooks``, ``manifest``, ``bundle``,
+``checkpoints``, ``provenance``.
 
 Names are imported on first use, so that ``import modelsign`` (and
 ``modelsign --help``) stays fast.
@@ -65,6 +66,11 @@ _LAZY = {
     "inspect_bundle": "modelsign._inspecting",
     "enforce": "modelsign.hooks",
     "cosign": "modelsign._cosigning",
+    "Dependency": "modelsign.provenance",
+    "Provenance": "modelsign.provenance",
+    "attest": "modelsign.provenance",
+    "read_provenance": "modelsign.provenance",
+    "verify_provenance": "modelsign.provenance",
 }
 
 #: The public modules, served as attributes too (``modelsign.hooks``).
@@ -79,6 +85,7 @@ _MODULES = frozenset(
         "manifest",
         "bundle",
         "checkpoints",
+        "provenance",
     }
 )
 
@@ -89,6 +96,7 @@ __all__ = [
     "CertificateAuthority",
     "CertificateSigner",
     "ClaimedSigner",
+    "Dependency",
     "Error",
     "HashType",
     "KeySigner",
@@ -97,6 +105,7 @@ __all__ = [
     "Policy",
     "PrivateKey",
     "Progress",
+    "Provenance",
     "PublicKey",
     "Release",
     "SignedBy",
@@ -109,14 +118,17 @@ __all__ = [
     "VerificationError",
     "VerifiedModel",
     "__version__",
+    "attest",
     "cosign",
     "enforce",
     "generate",
     "inspect_bundle",
     "load_private_key",
     "load_public_key",
+    "read_provenance",
     "sign",
     "verify",
+    "verify_provenance",
 ]
 
 if _TYPE_CHECKING:
@@ -134,6 +146,13 @@ if _TYPE_CHECKING:
         Policy,
         SigstoreIdentity,
         Threshold,
+    )
+    from modelsign.provenance import (
+        Dependency,
+        Provenance,
+        attest,
+        read_provenance,
+        verify_provenance,
     )
     from modelsign.signing import (
         CertificateSigner,

@@ -20,6 +20,7 @@ the file, the reason, the expected and actual digests, and the policy.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import os
@@ -35,6 +36,7 @@ from modelsign import _archive, _rollback
 from modelsign._digests import Fingerprint, HashScheme
 from modelsign._enumerating import SINGLE_FILE_NAME, hf_blobs_dir, symlink_target
 from modelsign._hashing import CHUNK_SIZE
+from modelsign._refusals import load_refusal_class
 from modelsign._threshold import trusted_statement
 from modelsign.errors import (
     FileDigestMismatchError,
@@ -47,10 +49,9 @@ from modelsign.errors import (
     UnsafeModelError,
     UnsignedFileError,
     VerificationError,
-    load_refusal_class,
 )
 from modelsign.manifest import Manifest
-from modelsign.policy import Policy
+from modelsign.policy import Policy, ProvenanceRules
 from modelsign.verifying import VerifiedModel, verify
 
 __all__ = ["MEMFD_THRESHOLD", "Guard", "LoadSource"]
@@ -160,20 +161,36 @@ class Guard:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        #: Base models whose lineage verified in this process ([provenance] lineage).
+        self._verified_bases: set[str] = set()
 
     # ------------------------------------------------------------------ bundles
 
     def _bundle(self, signature: Path, paths: list[str]) -> Manifest:
         """The statement of ``signature`` (and its co-signatures) that the
-        policy's anchors, terms, thresholds and pins for ``paths`` accept, and
-        whose release the rollback state allows; nothing is cached, so a
-        reloaded policy (a revoked signer) applies to the next load."""
+        policy's anchors, terms, thresholds and pins for ``paths`` accept,
+        whose provenance holds when required, and whose release the rollback
+        state allows; nothing is cached, so a reloaded policy (a revoked
+        signer) applies to the next load."""
         manifest = trusted_statement(signature, self.policy, paths=paths).manifest
+        self._provenance(signature, manifest.root_digest, str(signature.parent))
         if self.policy.state is not None:
             _rollback.check(
                 self.policy.state, manifest.release, manifest.root_digest, str(signature)
             )
         return manifest
+
+    def _provenance(self, signature: Path, root_digest: str, model: str) -> None:
+        """With ``[provenance] require``, a bundle vouches for nothing unless
+        the provenance beside it verifies (a base model's lineage is checked
+        once per process)."""
+        if not self.policy.provenance.require:
+            return
+        from modelsign.provenance import check_provenance  # noqa: PLC0415
+
+        check_provenance(
+            signature, root_digest, model, self.policy, verified_bases=self._verified_bases
+        )
 
     def _explicit(
         self, path: str | None = None
@@ -429,7 +446,14 @@ class Guard:
                 root = candidate
                 break
         try:
-            return verify(root, self.policy, hf_cache=True, missing_ok=missing_ok)
+            # Provenance, then the rollback state, once the folder verified.
+            plain = dataclasses.replace(self.policy, provenance=ProvenanceRules(), state=None)
+            verified = verify(root, plain, hf_cache=True, missing_ok=missing_ok)
+            self._provenance(verified.signature, verified.root_digest, str(root))
+            if self.policy.state is not None:
+                release, digest = verified.release, verified.root_digest
+                _rollback.record(self.policy.state, release, digest, str(verified.signature))
+            return verified
         except VerificationError as e:
             refusal = self._refuse(
                 _refusal_class(e),

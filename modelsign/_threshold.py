@@ -320,7 +320,7 @@ def _other_statement(source: str, bundle: Bundle, primary: Bundle, signature: Pa
 def _accept(bundle: Bundle, policy: Policy, source: str, now: datetime.datetime) -> _Accepted:
     """The anchor that vouches for ``bundle``, when its signature was made,
     and that the anchor's terms allow it; raise otherwise."""
-    signed_by = check_signature(bundle, policy, source=source, now=now)
+    _, signed_by = check_signature(bundle, policy, source=source, now=now)
     anchor = _anchor_of(signed_by, policy)
     terms = policy.terms_for(anchor)
     label = terms.label if terms is not None else _label(anchor)

@@ -21,40 +21,38 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "BuilderMismatchError",
     "BundleTooLargeError",
     "ConfigError",
     "DigestMismatchError",
     "EquivocationError",
-    "EquivocationLoadError",
     "Error",
     "ExtraFileError",
     "FileDigestMismatchError",
     "ForbiddenGlobalError",
     "InvalidSignatureError",
     "KeyLoadError",
+    "LineageError",
     "LoadRefusedError",
     "MalformedBundleError",
     "Mismatch",
     "MissingFileError",
+    "MissingProvenanceError",
     "MissingSignatureError",
     "ModelMismatchError",
     "ModelSubstitutionError",
-    "ModelSubstitutionLoadError",
     "NoTrustAnchorError",
     "OverwriteError",
     "PassphraseError",
+    "ProvenanceError",
+    "ProvenanceMismatchError",
     "RollbackError",
-    "RollbackLoadError",
     "SignerExpiredError",
-    "SignerExpiredLoadError",
     "SignerNotYetValidError",
-    "SignerNotYetValidLoadError",
     "SignerRevokedError",
-    "SignerRevokedLoadError",
     "SignerValidityError",
     "StateFileError",
     "ThresholdNotMetError",
-    "ThresholdNotMetLoadError",
     "UnsafeArchiveError",
     "UnsafeLoadError",
     "UnsafeModelError",
@@ -62,10 +60,8 @@ __all__ = [
     "UntrustedBundleError",
     "UntrustedSignerError",
     "UnversionedModelError",
-    "UnversionedModelLoadError",
     "UsageError",
     "VerificationError",
-    "load_refusal_class",
 ]
 
 
@@ -533,65 +529,70 @@ class UnsafeLoadError(LoadRefusedError):
     file, a symlink the bundle does not allow, an ambiguous archive."""
 
 
-# Load-time refusals for the release-trust checks: each is both the refusal
-# (a LoadRefusedError naming the file and the policy) and the verification
-# error that :func:`modelsign.verify` raises for the same reason, so that
-# ``except SignerRevokedError`` catches it wherever it is raised.
+# --------------------------------------------------------------------------
+# Signed provenance (modelsign.provenance): "do not trust this model" too.
 
 
-class ThresholdNotMetLoadError(UntrustedBundleError, ThresholdNotMetError):
-    """A hooked load refused: :class:`ThresholdNotMetError`."""
+class ProvenanceError(VerificationError):
+    """The model's signed provenance is required and does not hold.
+
+    ``provenance`` names the provenance bundle; ``expected`` and ``actual``
+    are the two values that differ, where there are two."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provenance: str | None = None,
+        expected: str | None = None,
+        actual: str | None = None,
+    ) -> None:
+        self.provenance = provenance
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            **super().to_json(),
+            "provenance": self.provenance,
+            "expected": self.expected,
+            "actual": self.actual,
+        }
 
 
-class SignerExpiredLoadError(UntrustedBundleError, SignerExpiredError):
-    """A hooked load refused: :class:`SignerExpiredError`."""
+class MissingProvenanceError(ProvenanceError):
+    """Provenance is required, and the model has no provenance bundle."""
+
+    hint = (
+        "attest the model (modelsign attest) where it is built, or fetch its "
+        "provenance bundle (model.provenance.sig) with it"
+    )
 
 
-class SignerNotYetValidLoadError(UntrustedBundleError, SignerNotYetValidError):
-    """A hooked load refused: :class:`SignerNotYetValidError`."""
+class ProvenanceMismatchError(ProvenanceError):
+    """The provenance is about another model: its subject digest is not this
+    model's root digest (``expected``: the model's, ``actual``: the subject's)."""
+
+    hint = (
+        "this provenance belongs to other bytes: fetch the model's own provenance, or "
+        "attest the model again if it was rebuilt"
+    )
 
 
-class SignerRevokedLoadError(UntrustedBundleError, SignerRevokedError):
-    """A hooked load refused: :class:`SignerRevokedError`."""
+class BuilderMismatchError(ProvenanceError):
+    """The provenance names another builder than the policy requires
+    (``expected``: the policy's, ``actual``: the provenance's)."""
+
+    hint = "build the model on the builder the policy names, or change the policy's builder_id"
 
 
-class ModelSubstitutionLoadError(UntrustedBundleError, ModelSubstitutionError):
-    """A hooked load refused: :class:`ModelSubstitutionError`."""
+class LineageError(ProvenanceError):
+    """The base model the provenance names cannot be found, does not verify
+    under the policy, or is not the one recorded (``expected``: the recorded
+    root digest, ``actual``: the one found, if any)."""
 
-
-class RollbackLoadError(UntrustedBundleError, RollbackError):
-    """A hooked load refused: :class:`RollbackError`."""
-
-
-class EquivocationLoadError(UntrustedBundleError, EquivocationError):
-    """A hooked load refused: :class:`EquivocationError`."""
-
-
-class UnversionedModelLoadError(UntrustedBundleError, UnversionedModelError):
-    """A hooked load refused: :class:`UnversionedModelError`."""
-
-
-_LOAD_REFUSALS: tuple[tuple[type[VerificationError], type[LoadRefusedError]], ...] = (
-    (ThresholdNotMetError, ThresholdNotMetLoadError),
-    (SignerExpiredError, SignerExpiredLoadError),
-    (SignerNotYetValidError, SignerNotYetValidLoadError),
-    (SignerRevokedError, SignerRevokedLoadError),
-    (ModelSubstitutionError, ModelSubstitutionLoadError),
-    (RollbackError, RollbackLoadError),
-    (EquivocationError, EquivocationLoadError),
-    (UnversionedModelError, UnversionedModelLoadError),
-)
-
-
-def load_refusal_class(
-    error: VerificationError, default: type[LoadRefusedError] = UntrustedBundleError
-) -> type[LoadRefusedError]:
-    """The load refusal for a bundle that failed with ``error``: the class
-    that is also ``error``'s class (for the release-trust errors), else
-    ``default``."""
-    if isinstance(error, LoadRefusedError):
-        return type(error)
-    for base, refusal in _LOAD_REFUSALS:
-        if isinstance(error, base):
-            return refusal
-    return default
+    hint = (
+        "give the base model's location (base_models=, --base-model, or [provenance] "
+        "base_models in the policy), and make sure it is signed by a signer the policy trusts"
+    )

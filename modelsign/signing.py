@@ -40,7 +40,6 @@ __all__ = [
     "default_signature_path",
     "sign",
     "sign_payload",
-    "signer_claim",
 ]
 
 #: How a bundle is signed: OMS's key, certificate and Sigstore methods.
@@ -355,10 +354,10 @@ def sign(
             parameter="shard_size",
         )
     # Everything that can fail on the caller's input fails before hashing.
-    keyless = _keyless(signer) if isinstance(signer, SigstoreSigner) else None
+    keyless = keyless_session(signer) if isinstance(signer, SigstoreSigner) else None
     sig_path = Path(signature) if signature is not None else default_signature_path(model_path)
     if not force and os.path.lexists(sig_path):
-        _refuse_replacing(sig_path, _signer_of(signer, keyless))
+        refuse_replacing(sig_path, describe_signer(signer, keyless))
     user_ignores = tuple(ignore_paths)
     if model_path.is_dir():
         ignores = tuple(dict.fromkeys((*user_ignores, *DEFAULT_IGNORES)))
@@ -375,7 +374,7 @@ def sign(
     )
     if release is not None:
         manifest = replace(manifest, release=release)
-    data, signed_by = _sign_payload(manifest.to_payload(), signer, keyless)
+    data, signed_by = sign_payload(manifest.to_payload(), signer, keyless)
     write_atomic(sig_path, data)
     return SignedModel(sig_path, manifest, signed_by)
 
@@ -391,35 +390,32 @@ def _release(name: str | None, version: str | None) -> Release | None:
     return Release(name, version)
 
 
-def sign_payload(payload: bytes, signer: Signer) -> tuple[bytes, SignedBy]:
-    """Sign statement bytes as they are: the bundle's bytes, and who signed.
+def sign_payload(
+    payload: bytes, signer: Signer, keyless: tuple[Any, Any] | None = None
+) -> tuple[bytes, SignedBy]:
+    """Sign an in-toto statement's bytes: the Sigstore bundle that holds them
+    in a DSSE envelope (payload type ``application/vnd.in-toto+json``), for
+    every method. ``keyless`` is :func:`keyless_session` of a Sigstore
+    signer (taken before any hashing, so that a missing token fails first).
+
+    Args:
+        payload: the statement's bytes, exactly as they are to be signed.
+        signer: a :class:`KeySigner`, :class:`CertificateSigner` or
+            :class:`SigstoreSigner`.
+        keyless: the Sigstore token and configuration, for a Sigstore signer.
+
+    Returns:
+        The bundle's bytes, and who signed.
 
     Raises:
-        UsageError: an identity token that cannot be had, Sigstore signing
-            that fails.
+        UsageError: Sigstore signing failed.
     """
-    keyless = _keyless(signer) if isinstance(signer, SigstoreSigner) else None
-    return _sign_payload(payload, signer, keyless)
-
-
-def signer_claim(signer: Signer) -> str:
-    """Who ``signer`` is, as a bundle's claims name it: ``key ID``, a
-    certificate's identity, or (after asking for its token) a Sigstore
-    identity."""
-    keyless = _keyless(signer) if isinstance(signer, SigstoreSigner) else None
-    return _signer_of(signer, keyless)
-
-
-def _sign_payload(
-    payload: bytes, signer: Signer, keyless: tuple[Any, Any] | None
-) -> tuple[bytes, SignedBy]:
-    if keyless is not None:
+    if isinstance(signer, SigstoreSigner):
         from modelsign._backends import sigstore as backend  # noqa: PLC0415
 
-        token, config = keyless
+        token, config = keyless if keyless is not None else keyless_session(signer)
         data = backend.sign_dsse(payload, token, config)
         return data, SignedBy("sigstore", identity=_token_identity(token))
-    assert isinstance(signer, (KeySigner, CertificateSigner))
     private = signer.key
     public = private.public_key()
     material: KeyMaterial | CertificateMaterial = (
@@ -442,7 +438,7 @@ def _sign_payload(
     )
 
 
-def _signer_of(signer: Signer, keyless: tuple[Any, Any] | None) -> str:
+def describe_signer(signer: Signer, keyless: tuple[Any, Any] | None) -> str:
     """Who ``signer`` is, as a bundle's claims say it: a key id or an identity."""
     if isinstance(signer, KeySigner):
         return f"key {signer.key.public_key().key_id}"
@@ -454,14 +450,16 @@ def _signer_of(signer: Signer, keyless: tuple[Any, Any] | None) -> str:
     return f"Sigstore identity {_token_identity(keyless[0])!r}"
 
 
-def _refuse_replacing(signature: Path, ours: str) -> None:
+def refuse_replacing(signature: Path, ours: str) -> None:
     """Replacing a bundle by another signer loses their signature: refuse
     unless asked (``force``), saying whose it is. Re-signing by the same
-    signer replaces it."""
-    from modelsign._inspecting import inspect_bundle  # noqa: PLC0415
+    signer replaces it. Only the bundle's signer is read (its statement may
+    be a model's manifest or its provenance)."""
+    from modelsign._inspecting import claimed_signer  # noqa: PLC0415
+    from modelsign.verifying import read_bundle  # noqa: PLC0415
 
     try:
-        claimed = inspect_bundle(signature).signer
+        claimed = claimed_signer(read_bundle(signature), str(signature))
     except Error as e:
         theirs = f"a bundle that cannot be read ({e})"
     else:
@@ -481,8 +479,7 @@ def _refuse_replacing(signature: Path, ours: str) -> None:
 
 
 def as_signer(signer: object) -> Signer:
-    """A signer argument as a :data:`Signer` (a private key or an unencrypted
-    key file stands for a :class:`KeySigner`); a ``UsageError`` otherwise."""
+    """A signer from what :func:`sign` accepts as one (see its ``signer``)."""
     if isinstance(signer, (KeySigner, CertificateSigner, SigstoreSigner)):
         return signer
     if isinstance(signer, PrivateKey):
@@ -512,7 +509,8 @@ def _refuse_stale_temporaries(tree: ModelTree, signature: Path) -> None:
             )
 
 
-def _keyless(options: SigstoreSigner) -> tuple[Any, Any]:
+def keyless_session(options: SigstoreSigner) -> tuple[Any, Any]:
+    """The Sigstore identity token and signing configuration of ``options``."""
     from modelsign._backends import sigstore as backend  # noqa: PLC0415
 
     config = backend.trust_config(options.trust_config, options.instance == "staging")

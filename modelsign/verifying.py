@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from modelsign import _json
 from modelsign._digests import Fingerprint
-from modelsign._enumerating import SINGLE_FILE_NAME, ModelTree, enumerate_model
+from modelsign._enumerating import PROVENANCE_FILE, SINGLE_FILE_NAME, ModelTree, enumerate_model
 from modelsign._files import read_small
 from modelsign._hashing import (
     MemberDigest,
@@ -53,6 +53,7 @@ from modelsign.signing import SignedBy, default_signature_path, display_name, fi
 if TYPE_CHECKING:
     from modelsign._threshold import TrustReport
     from modelsign.manifest import Release
+    from modelsign.provenance import Provenance
 
 __all__ = ["VerifiedModel", "check_bundle", "check_signature", "read_bundle", "verify"]
 
@@ -68,6 +69,8 @@ class VerifiedModel:
     #: Which bundles (the primary and its co-signatures) counted, for whom,
     #: which did not and why, and the threshold rules that applied.
     signatures: TrustReport | None = field(default=None, compare=False)
+    #: The model's signed provenance, when the policy requires it (checked).
+    provenance: Provenance | None = None
 
     @property
     def release(self) -> Release | None:
@@ -110,6 +113,7 @@ class VerifiedModel:
             "files": list(self.files),
             "release": None if self.release is None else self.release.to_json(),
             "signatures": None if self.signatures is None else self.signatures.to_json(),
+            **({} if self.provenance is None else {"provenance": self.provenance.to_json()}),
         }
 
 
@@ -143,30 +147,50 @@ def check_bundle(
         InvalidSignatureError: the signature does not verify.
         MalformedBundleError: the signed statement is not an OMS v1.0 one.
     """
-    signer = check_signature(bundle, policy, source=source, now=now)
+    payload, signer = check_signature(bundle, policy, source=source, now=now)
     try:
-        manifest = Manifest.from_payload(bundle.envelope.payload)
+        manifest = Manifest.from_payload(payload)
     except MalformedBundleError as e:
         raise MalformedBundleError(f"{source}: {e}") from e
     return manifest, signer
 
 
 def check_signature(
-    bundle: Bundle, policy: Policy, *, source: str = "bundle", now: datetime.datetime | None = None
-) -> SignedBy:
-    """:func:`check_bundle` without reading the statement: who signed the
-    payload bytes, as the policy's anchors establish it (the co-signatures
-    of one statement are checked this way, the statement read once)."""
+    bundle: Bundle,
+    policy: Policy,
+    *,
+    source: str = "bundle",
+    now: datetime.datetime | None = None,
+) -> tuple[bytes, SignedBy]:
+    """Verify the bundle's DSSE signature against the policy, whatever
+    statement it signs (a model's manifest, its provenance); the statement is
+    not parsed. Trust and ``now`` as in :func:`check_bundle`.
+
+    Args:
+        bundle: a parsed bundle (:func:`read_bundle`).
+        policy: the trust anchors.
+        source: how to name the bundle in messages.
+        now: the time certificates must be valid at (default: now).
+
+    Returns:
+        The signed payload (the statement's bytes), and who signed it.
+
+    Raises:
+        UntrustedSignerError: no anchor of the policy vouches for the signer.
+        InvalidSignatureError: the signature does not verify.
+        MalformedBundleError: Sigstore verified another payload.
+    """
     material = bundle.material
     if isinstance(material, KeyMaterial):
-        return _check_key(bundle, material, policy.keys, source)
-    if isinstance(material, CertificateMaterial):
+        signer = _check_key(bundle, material, policy.keys, source)
+    elif isinstance(material, CertificateMaterial):
         when = now or datetime.datetime.now(datetime.timezone.utc)
-        return _check_certificate(bundle, material, policy.certificates, source, when)
-    payload, signer = _check_sigstore(bundle, material, policy.sigstore, source)
-    if payload != bundle.envelope.payload:
-        raise MalformedBundleError(f"{source}: Sigstore verified another payload")
-    return signer
+        signer = _check_certificate(bundle, material, policy.certificates, source, when)
+    else:
+        payload, signer = _check_sigstore(bundle, material, policy.sigstore, source)
+        if payload != bundle.envelope.payload:
+            raise MalformedBundleError(f"{source}: Sigstore verified another payload")
+    return bundle.envelope.payload, signer
 
 
 def _check_key(
@@ -473,7 +497,9 @@ def verify(
         VerificationError: the model must not be trusted; the subclass says
             why (``DigestMismatchError`` and its siblings list every
             difference; ``InvalidSignatureError``, ``UntrustedSignerError``,
-            ``MalformedBundleError``, ``MissingSignatureError``, ...).
+            ``MalformedBundleError``, ``MissingSignatureError``, ...); with a
+            policy whose ``[provenance]`` requires it, a ``ProvenanceError``
+            (see :func:`modelsign.provenance.verify_provenance`).
         UsageError: bad arguments: a model path that does not exist,
             ``ConfigError`` for ``trust``.
     """
@@ -499,7 +525,9 @@ def verify(
     ser = manifest.serialization
     tree = enumerate_model(
         model_path,
-        ignore_paths=(*ser.ignore_paths, *ignore_paths),
+        # The provenance file is never part of the model, even for a bundle
+        # signed before it was a default exclusion (docs/adr/0003-provenance.md).
+        ignore_paths=(*ser.ignore_paths, *ignore_paths, PROVENANCE_FILE),
         signature=sig_path,
         allow_symlinks=ser.allow_symlinks,
         hf_cache=hf_cache,
@@ -533,9 +561,22 @@ def verify(
                 raise error from None
             raise _with_member_diagnostics(error, manifest, tree, names) from None
         # only signed files that are absent, and missing_ok
+    verified = _with_provenance(verified, policy, now)
     if policy.state is not None:  # only now that the model verified
         _rollback.record(policy.state, manifest.release, manifest.root_digest, str(sig_path))
     return verified
+
+
+def _with_provenance(
+    verified: VerifiedModel, policy: Policy, now: datetime.datetime | None
+) -> VerifiedModel:
+    """A policy that requires provenance ([provenance] require) has it
+    checked for every model it verifies."""
+    if not policy.provenance.require:
+        return verified
+    from modelsign.provenance import check_model_provenance  # noqa: PLC0415 - a cycle
+
+    return replace(verified, provenance=check_model_provenance(verified, policy, now=now))
 
 
 def _with_member_diagnostics(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import modelsign
-from modelsign import _rollback, hooks
+from modelsign import _refusals, _rollback, hooks
 from modelsign.errors import (
     ConfigError,
     EquivocationError,
@@ -671,3 +672,17 @@ def test_doctor_flags_a_rollback_state_others_can_write(
     writable = [f for f in report["findings"] if f["code"] == "policy-file-writable"]
     assert [f["subject"] for f in writable] == [str(policy.state)]
     assert result.returncode == 1
+
+
+@pytest.mark.parametrize("name", [n for n in _refusals.__all__ if n[0].isupper()])
+def test_each_load_refusal_twin_is_both_classes_and_pickles(name: str) -> None:
+    cls = getattr(_refusals, name)
+    base = getattr(modelsign.errors, name.replace("LoadError", "Error"))
+    error = cls("the bundle cannot vouch for it", target="/m/w.pt", policy="p.toml, mode enforce")
+    assert isinstance(error, LoadRefusedError)
+    assert isinstance(error, base)
+    assert _refusals.load_refusal_class(base("x")) is cls
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is cls
+    assert vars(again) == vars(error)
+    assert again.to_json() == error.to_json()

@@ -41,6 +41,12 @@ FLAGS = {
     "identity_token": "--identity-token, --identity-token-file or --oauth",
     "model_name": "--model-name ",
     "model_version": "--model-version ",
+    "params": "--param ",
+    "datasets": "--dataset ",
+    "base_model": "--base-model ",
+    "code": "--code ",
+    "started": "--started ",
+    "finished": "--finished ",
 }
 
 

@@ -16,11 +16,12 @@ if TYPE_CHECKING:
     from modelsign.manifest import HashType
     from modelsign.signing import Signer
 
-# The options that say who signs, shared by ``sign`` and ``cosign``.
+
+# The signing options, shared by sign and attest.
 KeyOption = Annotated[
     Path | None, typer.Option(help="Private key (PEM); with --certificate, the leaf's key.")
 ]
-PassphraseOption = Annotated[
+PassphraseFileOption = Annotated[
     Path | None, typer.Option(help="Passphrase of an encrypted key (or MODELSIGN_PASSPHRASE).")
 ]
 CertificateOption = Annotated[
@@ -29,7 +30,8 @@ CertificateOption = Annotated[
 ChainOption = Annotated[
     list[Path] | None,
     typer.Option(
-        help="Intermediate certificates (PEM), leaf's issuer first (repeatable).", metavar="PEM"
+        help="Intermediate certificates (PEM), leaf's issuer first (repeatable).",
+        metavar="PEM",
     ),
 ]
 SigstoreOption = Annotated[bool, typer.Option("--sigstore", help="Sign keylessly with Sigstore.")]
@@ -57,7 +59,7 @@ def sign(
         list[str] | None,
         typer.Option(help="A relative path to leave unsigned (repeatable).", metavar="PATH"),
     ] = None,
-    passphrase_file: PassphraseOption = None,
+    passphrase_file: PassphraseFileOption = None,
     certificate: CertificateOption = None,
     certificate_chain: ChainOption = None,
     use_sigstore: SigstoreOption = False,
@@ -108,17 +110,17 @@ def sign(
 
     with errors(json_output):
         not_a_folder(signature, "signature")
-        signer = build_signer(
+        signer = signer_from_options(
             key,
             passphrase_file,
             certificate,
             certificate_chain,
-            use_sigstore,
-            identity_token,
-            identity_token_file,
-            oauth,
-            staging,
-            trust_config,
+            use_sigstore=use_sigstore,
+            identity_token=identity_token,
+            identity_token_file=identity_token_file,
+            oauth=oauth,
+            staging=staging,
+            trust_config=trust_config,
         )
         with progress("signing", quiet or json_output) as reporter:
             result = do_sign(
@@ -152,11 +154,12 @@ def sign(
             typer.echo(f"model: {result.manifest.release.describe()}")
 
 
-def build_signer(
+def signer_from_options(
     key: Path | None,
     passphrase_file: Path | None,
     certificate: Path | None,
     certificate_chain: list[Path] | None,
+    *,
     use_sigstore: bool,
     identity_token: str | None,
     identity_token_file: Path | None,
@@ -164,8 +167,12 @@ def build_signer(
     staging: bool,
     trust_config: Path | None,
 ) -> Signer:
-    """The signer the signing options describe (``sign`` and ``cosign``)."""
-    from modelsign.signing import CertificateSigner, KeySigner, SigstoreSigner  # noqa: PLC0415
+    """The signer the signing options describe (``sign``, ``attest``)."""
+    from modelsign.signing import (  # noqa: PLC0415
+        CertificateSigner,
+        KeySigner,
+        SigstoreSigner,
+    )
 
     if use_sigstore:
         if key is not None or certificate is not None:

@@ -15,13 +15,13 @@ from modelsign._cli._sign import (
     ChainOption,
     KeyOption,
     OauthOption,
-    PassphraseOption,
+    PassphraseFileOption,
     SigstoreOption,
     StagingOption,
     TokenFileOption,
     TokenOption,
     TrustConfigOption,
-    build_signer,
+    signer_from_options,
 )
 from modelsign.errors import ConfigError, UsageError
 
@@ -49,7 +49,7 @@ def cosign(
         Path | None,
         typer.Option(help="The primary bundle (default: MODEL/model.sig, or MODEL.sig)."),
     ] = None,
-    passphrase_file: PassphraseOption = None,
+    passphrase_file: PassphraseFileOption = None,
     certificate: CertificateOption = None,
     certificate_chain: ChainOption = None,
     use_sigstore: SigstoreOption = False,
@@ -85,17 +85,17 @@ def cosign(
     with errors(json_output):
         not_a_folder(signature, "signature")
         trust = _trust(trust_key, policy)
-        signer = build_signer(
+        signer = signer_from_options(
             key,
             passphrase_file,
             certificate,
             certificate_chain,
-            use_sigstore,
-            identity_token,
-            identity_token_file,
-            oauth,
-            staging,
-            trust_config,
+            use_sigstore=use_sigstore,
+            identity_token=identity_token,
+            identity_token_file=identity_token_file,
+            oauth=oauth,
+            staging=staging,
+            trust_config=trust_config,
         )
         with progress("verifying", quiet or json_output) as reporter:
             result = do_cosign(
