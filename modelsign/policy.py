@@ -52,6 +52,18 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from modelsign._files import read_small
+from modelsign._policyrules import (
+    ANCHOR_TERM_KEYS,
+    AnchorTerms,
+    Pin,
+    Threshold,
+    check_rules,
+    parse_anchor_terms,
+    parse_key_entries,
+    parse_rules,
+    rules_toml,
+    terms_toml,
+)
 from modelsign.errors import ConfigError, KeyLoadError, NoTrustAnchorError
 from modelsign.keys import PublicKey, load_public_key
 
@@ -62,11 +74,14 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "Anchor",
+    "AnchorTerms",
     "CertificateAuthority",
     "Mode",
+    "Pin",
     "Policy",
     "ProvenanceRules",
     "SigstoreIdentity",
+    "Threshold",
     "UnverifiedPickles",
 ]
 
@@ -75,9 +90,10 @@ MAX_POLICY_BYTES = 1024 * 1024
 # Every key a policy may hold, by table; anything else is a typo or a feature
 # this version does not have, and both must be refused rather than ignored.
 _SCHEMA: Mapping[str, frozenset[str]] = {
-    "trust": frozenset({"keys", "bundles", "sigstore", "certificate"}),
-    "trust.sigstore": frozenset({"identity", "issuer", "instance", "trust_root"}),
-    "trust.certificate": frozenset({"ca", "identity", "tsa"}),
+    "trust": frozenset({"keys", "bundles", "sigstore", "certificate", "threshold", "pin"}),
+    "trust.sigstore": frozenset({"identity", "issuer", "instance", "trust_root"})
+    | ANCHOR_TERM_KEYS,
+    "trust.certificate": frozenset({"ca", "identity", "tsa"}) | ANCHOR_TERM_KEYS,
     "enforce": frozenset(
         {"mode", "scope", "discover", "pickle_loads", "unverified_pickles", "allowed_globals"}
     ),
@@ -195,6 +211,14 @@ class Policy:
     allowed_globals: frozenset[str] = frozenset()
     #: The file this policy was read from (child processes read it again).
     path: Path | None = None
+    #: Names, validity windows and revocation of anchors (release trust).
+    anchor_terms: tuple[AnchorTerms, ...] = ()
+    #: k-of-n rules: every rule that applies to a model must be met.
+    thresholds: tuple[Threshold, ...] = ()
+    #: Which model name is expected at a path.
+    pins: tuple[Pin, ...] = ()
+    #: The rollback state file (highest version and root digest per model name).
+    state: Path | None = None
     #: What the model's signed provenance must show ([provenance]).
     provenance: ProvenanceRules = dataclasses.field(default_factory=lambda: ProvenanceRules())  # noqa: PLW0108 - defined below
 
@@ -223,6 +247,16 @@ class Policy:
                     "scopes are relative to the policy file): the policy would guard nothing "
                     "there"
                 )
+        check_rules(self)
+
+    def terms_for(self, anchor: Anchor) -> AnchorTerms | None:
+        """What the policy says about ``anchor`` (its name, times), if anything."""
+        return next((t for t in self.anchor_terms if t.anchor == anchor), None)
+
+    @property
+    def anchors(self) -> tuple[Anchor, ...]:
+        """Every trust anchor: keys, Sigstore identities, CAs."""
+        return (*self.keys, *self.sigstore, *self.certificates)
 
     def describe(self) -> str:
         """Where the policy comes from and its mode, for messages."""
@@ -256,10 +290,17 @@ class Policy:
         def strings(values: Iterable[object]) -> str:
             return "[" + ", ".join(string(v) for v in values) + "]"
 
+        def key_entry(key: PublicKey, path: Path) -> str:
+            items = terms_toml(self.terms_for(key))
+            if not items:
+                return string(path.absolute())
+            return "{" + ", ".join([f"path = {string(path.absolute())}", *items]) + "}"
+
+        keys = ", ".join(key_entry(k, p) for k, p in zip(self.keys, key_files, strict=True))
         lines = [
             "# written by modelsign for child processes: the policy of its parent",
             "[trust]",
-            f"keys = {strings(p.absolute() for p in key_files)}",
+            f"keys = [{keys}]",
             f"bundles = {strings(b.absolute() for b in self.bundles)}",
         ]
         for s in self.sigstore:
@@ -268,6 +309,7 @@ class Policy:
                 f"identity = {string(s.identity)}",
                 f"issuer = {string(s.issuer)}",
                 f"instance = {string(s.instance)}",
+                *terms_toml(self.terms_for(s)),
             ]
             if s.trust_root is not None:
                 lines.append(f"trust_root = {string(s.trust_root.absolute())}")
@@ -276,9 +318,11 @@ class Policy:
                 "[[trust.certificate]]",
                 f"ca = {string(c.ca.absolute())}",
                 f"identity = {string(c.identity)}",
+                *terms_toml(self.terms_for(c)),
             ]
             if c.tsa is not None:
                 lines.append(f"tsa = {string(c.tsa.absolute())}")
+        lines += rules_toml(self)
         lines += [
             "[enforce]",
             f"mode = {string(self.mode)}",
@@ -400,37 +444,49 @@ class Policy:
 
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], *, base_dir: Path, source: str) -> Policy:
-        _check_keys(doc, ("trust", "enforce", "provenance"), "the policy", source)
+        _check_keys(doc, ("trust", "enforce", "rollback", "provenance"), "the policy", source)
         trust = doc.get("trust")
         if not isinstance(trust, dict):
             raise ConfigError(f"{source}: the policy needs a [trust] table")
         _check_keys(trust, _SCHEMA["trust"], "[trust]", source)
-        keys = []
-        for entry in _paths(trust, "keys", "[trust]", source):
+
+        def resolve(entry: str) -> Path:
+            return _resolve(entry, base_dir)
+
+        def load_key(path: Path) -> PublicKey:
             try:
-                keys.append(load_public_key(_resolve(entry, base_dir)))
+                return load_public_key(path)
             except KeyLoadError as e:
                 raise ConfigError(f"{source}: [trust] keys: {e}") from e
+
+        keys, key_terms = parse_key_entries(trust.get("keys", []), source, resolve, load_key)
+        terms: list[AnchorTerms | None] = list(key_terms)
         bundles = tuple(_resolve(b, base_dir) for b in _paths(trust, "bundles", "[trust]", source))
-        sigstore = tuple(
-            SigstoreIdentity(
+        sigstore = []
+        for t in _tables(trust, "sigstore", source):
+            identity = SigstoreIdentity(
                 identity=_string(t, "identity", "[[trust.sigstore]]", source),
                 issuer=_string(t, "issuer", "[[trust.sigstore]]", source),
                 instance=_string(t, "instance", "[[trust.sigstore]]", source, "production"),
                 trust_root=_resolve(t["trust_root"], base_dir) if "trust_root" in t else None,
             )
-            for t in _tables(trust, "sigstore", source)
-        )
-        certificates = tuple(
-            CertificateAuthority(
+            sigstore.append(identity)
+            where = f"{source}: [[trust.sigstore]] {identity.identity}"
+            terms.append(parse_anchor_terms(t, identity, where, resolve))
+        certificates = []
+        for t in _tables(trust, "certificate", source):
+            authority = CertificateAuthority(
                 ca=_resolve(_string(t, "ca", "[[trust.certificate]]", source), base_dir),
                 identity=_string(t, "identity", "[[trust.certificate]]", source),
                 tsa=_resolve(_string(t, "tsa", "[[trust.certificate]]", source), base_dir)
                 if "tsa" in t
                 else None,
             )
-            for t in _tables(trust, "certificate", source)
-        )
+            certificates.append(authority)
+            where = f"{source}: [[trust.certificate]] {authority.identity}"
+            own = {k: v for k, v in t.items() if k != "tsa"}  # the CA's TSA is its own
+            terms.append(parse_anchor_terms(own, authority, where, resolve))
+        thresholds, pins, state = parse_rules(trust, doc.get("rollback"), source, resolve)
         enforce = doc.get("enforce", {})
         if not isinstance(enforce, dict):
             raise ConfigError(f"{source}: [enforce] must be a table")
@@ -464,10 +520,14 @@ class Policy:
             scope=scope,
             discover=flags["discover"],
             pickle_loads=flags["pickle_loads"],
-            sigstore=sigstore,
-            certificates=certificates,
+            sigstore=tuple(sigstore),
+            certificates=tuple(certificates),
             unverified_pickles=unverified,
             allowed_globals=frozenset(extra),
+            anchor_terms=tuple(t for t in terms if t is not None),
+            thresholds=thresholds,
+            pins=pins,
+            state=state,
             provenance=_provenance_rules(doc.get("provenance", {}), base_dir, source),
         )
 
