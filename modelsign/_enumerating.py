@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: The signed provenance of a folder model, ``MODEL/model.provenance.sig``
-#: (modelsign.provenance; docs/adr/0003-provenance.md).
+#: (modelsign.provenance; docs/adr/0004-provenance.md).
 PROVENANCE_FILE = "model.provenance.sig"
 
 #: Top-level paths a directory model never signs; recorded in the bundle.

@@ -526,7 +526,7 @@ def verify(
     tree = enumerate_model(
         model_path,
         # The provenance file is never part of the model, even for a bundle
-        # signed before it was a default exclusion (docs/adr/0003-provenance.md).
+        # signed before it was a default exclusion (docs/adr/0004-provenance.md).
         ignore_paths=(*ser.ignore_paths, *ignore_paths, PROVENANCE_FILE),
         signature=sig_path,
         allow_symlinks=ser.allow_symlinks,
