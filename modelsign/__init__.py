@@ -73,6 +73,7 @@ _MODULES = frozenset(
         "manifest",
         "bundle",
         "checkpoints",
+        "integrations",
     }
 )
 
