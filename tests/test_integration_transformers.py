@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import inspect
 import os
-import resource
-import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPOSITORY, flip_byte, require
+from tests.conftest import flip_byte, require
+from tests.crashkit import FILE_SIZE_LIMIT, limit_file_size, run_until_killed
 
 torch = require("torch", "the Trainer trains a torch model")
 transformers = require("transformers", "the integration under test")
@@ -85,7 +85,7 @@ def verifies(folder: Path, public: Path) -> bool:
     return True
 
 
-class Watch(TrainerCallback):  # type: ignore[misc]
+class Watch(TrainerCallback):
     """Records, at each on_save, what a loader would make of the checkpoint."""
 
     def __init__(self, public: Path) -> None:
@@ -163,7 +163,7 @@ def test_a_checkpoint_tampered_between_save_and_load_is_refused(
         assert resumed.state.global_step >= 6
 
 
-class TryToLoad(TrainerCallback):  # type: ignore[misc]
+class TryToLoad(TrainerCallback):
     """A callback before SigningCallback: loads the new checkpoint under enforcement."""
 
     def __init__(self, public: Path) -> None:
@@ -211,7 +211,7 @@ def test_signing_callback_refuses_to_guess_where_a_checkpoint_is(
         SigningCallback(other_keypair[0]).on_save(trainer.args, trainer.state, trainer.control)
 
 
-class LocalHub(Trainer):  # type: ignore[misc]
+class LocalHub(Trainer):
     """Transformers' pushes, stopped at the upload (no Hub here): records
     what is on disk when the Trainer would upload."""
 
@@ -246,7 +246,7 @@ class UploadStopped(Exception):
 PUSH = {"push_to_hub": True, "hub_strategy": "checkpoint"}
 
 
-class SigningLocalHub(SigningTrainer, LocalHub):  # type: ignore[misc]
+class SigningLocalHub(SigningTrainer, LocalHub):
     """SigningTrainer as a mixin over another Trainer subclass."""
 
 
@@ -308,23 +308,16 @@ def test_the_private_trainer_methods_signing_trainer_overrides_are_there() -> No
     assert transformers.trainer_utils.PREFIX_CHECKPOINT_DIR == "checkpoint"
 
 
-class FileSizeLimit(TrainerCallback):  # type: ignore[misc]
-    """From the first on_save on (checkpoint-2 is signed by then), a file
-    larger than 8 KiB is cut short: the next save fails in the middle of
-    writing the weights, as on a full disk. With ``kill``, the process is
-    killed there (SIGXFSZ, which Python ignores unless told otherwise)."""
+class FileSizeLimit(TrainerCallback):
+    """From the first on_save on (checkpoint-2 is signed by then), the next
+    save fails, or with ``kill`` crashes, in the middle of the weights."""
 
     def __init__(self, kill: bool = False) -> None:
         self.kill = kill
-        self.soft, self.hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        self.lift: Callable[[], None] = lambda: None
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.kill:
-            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, self.hard))
-
-    def restore(self) -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (self.soft, self.hard))
+        self.lift = limit_file_size(kill=self.kill)
 
 
 def only_the_first_checkpoint_is_vouched_for(out: Path, public: Path) -> None:
@@ -332,7 +325,7 @@ def only_the_first_checkpoint_is_vouched_for(out: Path, public: Path) -> None:
     partial = out / "checkpoint-4"
     assert "config.json" in os.listdir(partial)  # the save began
     weights = partial / "model.safetensors"  # safetensors writes it aside, then renames it
-    assert not weights.exists() or weights.stat().st_size == 8192
+    assert not weights.exists() or weights.stat().st_size == FILE_SIZE_LIMIT
     assert not (partial / "model.sig").exists()
     with hooks.enforce(Policy.of([public])), pytest.raises(LoadRefusedError, match="no signature"):
         transformers.GPT2LMHeadModel.from_pretrained(partial)
@@ -349,14 +342,13 @@ def test_a_save_that_fails_midway_leaves_no_bundle(
         with pytest.raises(Exception, match="File too large"):
             trainer.train()
     finally:
-        limit.restore()
+        limit.lift()
     only_the_first_checkpoint_is_vouched_for(out, public)
 
 
 CRASH = """
 import sys
 from pathlib import Path
-sys.path.insert(0, sys.argv[3])
 from tests.test_integration_transformers import FileSizeLimit, SigningTrainer, make_trainer
 
 out, key = Path(sys.argv[1]), sys.argv[2]
@@ -368,15 +360,8 @@ def test_a_process_killed_during_the_save_leaves_no_bundle(
     tmp_path: Path, other_keypair: tuple[Path, Path]
 ) -> None:
     key, public = other_keypair
-    out = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, "-c", CRASH, str(out), str(key), str(REPOSITORY)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == -signal.SIGXFSZ, result.stderr
-    only_the_first_checkpoint_is_vouched_for(out, public)
+    run_until_killed(CRASH, tmp_path / "run", key)
+    only_the_first_checkpoint_is_vouched_for(tmp_path / "run", public)
 
 
 def test_import_modelsign_imports_no_framework() -> None:

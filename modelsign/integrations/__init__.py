@@ -6,6 +6,10 @@
   any callback, and every model it saves;
   :class:`~modelsign.integrations.transformers.SigningCallback` signs the
   checkpoints of an unmodified ``Trainer``.
+- :mod:`modelsign.integrations.lightning` (``pip install
+  'modelsign[lightning]'``): :class:`~modelsign.integrations.lightning.SigningCheckpointIO`
+  writes each checkpoint file and its bundle so that the file never appears
+  without it, and removes both when Lightning removes the checkpoint.
 
 Each takes a signer as :func:`modelsign.sign` does. Importing this package
 imports neither framework; each module imports its own.
