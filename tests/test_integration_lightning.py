@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import flip_byte, require
-from tests.crashkit import FILE_SIZE_LIMIT, run_until_killed
+from tests.integrationkit import FILE_SIZE_LIMIT, run_readme_example, run_until_killed
 
 torch = require("torch", "Lightning trains a torch model")
 pl = require("lightning.pytorch", "the integration under test")
@@ -224,7 +224,7 @@ CRASH = """
 import sys
 from pathlib import Path
 import lightning.pytorch as pl
-from tests.crashkit import limit_file_size
+from tests.integrationkit import limit_file_size
 from tests.test_integration_lightning import SigningCheckpointIO, fit
 
 class LimitFileSize(pl.Callback):
@@ -267,3 +267,9 @@ def test_remote_paths_are_refused(other_keypair: tuple[Path, Path]) -> None:
 def test_the_plugin_says_why_it_does_not_pickle(other_keypair: tuple[Path, Path]) -> None:
     with pytest.raises(TypeError, match="ddp_spawn"):
         pickle.dumps(SigningCheckpointIO(other_keypair[0]))
+
+
+def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_readme_example("Signing Lightning checkpoints")
+    assert signed_pairs(Path("ckpt"), Path("keys/release.pub"))

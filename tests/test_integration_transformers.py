@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import flip_byte, require
-from tests.crashkit import FILE_SIZE_LIMIT, limit_file_size, run_until_killed
+from tests.integrationkit import (
+    FILE_SIZE_LIMIT,
+    limit_file_size,
+    run_readme_example,
+    run_until_killed,
+)
 
 torch = require("torch", "the Trainer trains a torch model")
 transformers = require("transformers", "the integration under test")
@@ -373,3 +378,10 @@ def test_import_modelsign_imports_no_framework() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_readme_example("Signing Hugging Face Trainer checkpoints")
+    assert modelsign.verify("run/final", ["keys/release.pub"])
+    assert modelsign.verify("run/checkpoint-6", ["keys/release.pub"])

@@ -1,6 +1,7 @@
-"""Saves that fail or crash midway, for real: a file-size limit
-(``RLIMIT_FSIZE``) cuts the write of a checkpoint short, as a full disk does,
-or kills the process there (``SIGXFSZ``), as a crash does."""
+"""What the integration tests share: saves that fail or crash midway, for
+real (a file-size limit, ``RLIMIT_FSIZE``, cuts the write of a checkpoint
+short, as a full disk does, or kills the process there, ``SIGXFSZ``, as a
+crash does); and the README's examples, run as written."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from modelsign import keys
 from tests.conftest import REPOSITORY
 
 #: Bytes a file may have once the limit is on: more than a bundle or a
@@ -40,3 +42,14 @@ def run_until_killed(code: str, *args: str | Path) -> None:
         check=False,
     )
     assert result.returncode == -signal.SIGXFSZ, result.stderr
+
+
+def run_readme_example(heading: str) -> None:
+    """Run the first Python block of the README section ``heading`` in the
+    current folder, after what its first line says to run: ``modelsign keygen
+    --output keys/release --no-passphrase``."""
+    section = (REPOSITORY / "README.md").read_text().split(f"\n## {heading}\n", 1)[1]
+    code = section.split("```python\n", 1)[1].split("\n```", 1)[0]
+    assert code.startswith("# modelsign keygen --output keys/release --no-passphrase\n")
+    keys.write_keypair(keys.generate("ed25519"), Path("keys/release"), None)
+    exec(compile(code, f"README.md, {heading}", "exec"), {"__name__": "readme_example"})
