@@ -150,7 +150,7 @@ def test_sign_takes_a_signer_object_or_a_key(tmp_path: Path, keypair: tuple[Path
         assert result.signed_by.method == "key"
         assert result.signed_by.key_id == key.public_key().key_id
     assert repr(result).startswith(f"SignedModel({str(model / 'model.sig')!r}, key ")
-    assert "files" in repr(result)
+    assert ", 1 file, root " in repr(result)  # one file: singular
     assert "manifest" not in repr(result)
     with pytest.raises(UsageError, match="signer= takes a KeySigner") as info:
         modelsign.sign(model, 42)  # type: ignore[arg-type]
