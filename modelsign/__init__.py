@@ -86,6 +86,7 @@ _MODULES = frozenset(
         "bundle",
         "checkpoints",
         "provenance",
+        "integrations",
     }
 )
 

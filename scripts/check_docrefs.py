@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 import re
 import sys
 from collections.abc import Iterator
@@ -54,7 +55,9 @@ def documented(module: ModuleType) -> Iterator[tuple[str, str, type | None]]:
     names = getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]
     for name in names:
         obj = getattr(module, name, None)
-        if obj is None or getattr(obj, "__module__", module.__name__) != module.__name__:
+        if obj is None or inspect.ismodule(obj):  # a submodule is checked on its own
+            continue
+        if getattr(obj, "__module__", module.__name__) != module.__name__:
             continue
         owner = obj if inspect.isclass(obj) else None
         yield f"{module.__name__}.{name}", inspect.getdoc(obj) or "", owner
@@ -67,8 +70,21 @@ def documented(module: ModuleType) -> Iterator[tuple[str, str, type | None]]:
                     yield f"{module.__name__}.{name}.{attr}", doc, obj
 
 
+def public_modules() -> list[ModuleType]:
+    """modelsign, its public modules, and the public modules of those that
+    are packages (``modelsign.integrations.transformers``)."""
+    modules = [modelsign]
+    for name in sorted(modelsign._MODULES):
+        module = importlib.import_module(f"modelsign.{name}")
+        modules.append(module)
+        for sub in pkgutil.iter_modules(getattr(module, "__path__", [])):
+            if not sub.name.startswith("_"):
+                modules.append(importlib.import_module(f"{module.__name__}.{sub.name}"))
+    return modules
+
+
 def main() -> int:
-    modules = [modelsign, *(importlib.import_module(f"modelsign.{m}") for m in modelsign._MODULES)]
+    modules = public_modules()
     broken = []
     for module in modules:
         for where, doc, owner in documented(module):
