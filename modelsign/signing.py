@@ -34,8 +34,10 @@ __all__ = [
     "SignedModel",
     "Signer",
     "SigstoreSigner",
+    "as_signer",
     "default_signature_path",
     "sign",
+    "sign_manifest",
 ]
 
 #: How a bundle is signed: OMS's key, certificate and Sigstore methods.
@@ -303,7 +305,7 @@ def sign(
         UnsafeArchiveError: an ambiguous archive modelsign will not vouch for.
     """
     model_path = Path(model)
-    signer = _as_signer(signer)
+    signer = as_signer(signer)
     if shard_size is not None and (
         type(shard_size) is not int or not 0 < shard_size <= MAX_SHARD_SIZE
     ):
@@ -331,6 +333,44 @@ def sign(
     manifest = build_manifest(
         tree, hash_type, progress=progress, workers=workers, shard_size=shard_size
     )
+    return _write_bundle(manifest, signer, keyless, sig_path)
+
+
+def sign_manifest(
+    manifest: Manifest,
+    signer: Signer | PrivateKey | str | os.PathLike[str],
+    signature: str | os.PathLike[str],
+    *,
+    force: bool = False,
+) -> SignedModel:
+    """Sign a manifest whose files were hashed elsewhere (as they were
+    written, say) and write its bundle, exactly as :func:`sign` writes the
+    bundle of the manifest it builds.
+
+    Args:
+        manifest: what to sign (:meth:`~modelsign.manifest.Manifest.from_digests`).
+        signer: as :func:`sign` takes it.
+        signature: where to write the bundle, through a temporary file and
+            ``os.replace``.
+        force: as :func:`sign` takes it.
+
+    Returns:
+        What was written: the bundle's path, the manifest, the signer.
+
+    Raises:
+        UsageError: as :func:`sign` raises it.
+    """
+    resolved = as_signer(signer)
+    keyless = _keyless(resolved) if isinstance(resolved, SigstoreSigner) else None
+    sig_path = Path(signature)
+    if not force and os.path.lexists(sig_path):
+        _refuse_replacing(sig_path, _signer_of(resolved, keyless))
+    return _write_bundle(manifest, resolved, keyless, sig_path)
+
+
+def _write_bundle(
+    manifest: Manifest, signer: Signer, keyless: tuple[Any, Any] | None, sig_path: Path
+) -> SignedModel:
     payload = manifest.to_payload()
     if keyless is not None:
         from modelsign._backends import sigstore as backend  # noqa: PLC0415
@@ -404,7 +444,15 @@ def _refuse_replacing(signature: Path, ours: str) -> None:
         )
 
 
-def _as_signer(signer: object) -> Signer:
+def as_signer(signer: object) -> Signer:
+    """The signer a ``signer=`` argument stands for: a signer as it is, a
+    :class:`~modelsign.keys.PrivateKey` or an unencrypted key file's path as
+    a :class:`KeySigner`.
+
+    Raises:
+        UsageError: anything else (``parameter`` is ``signer``); an
+            unreadable key file (``KeyLoadError``).
+    """
     if isinstance(signer, (KeySigner, CertificateSigner, SigstoreSigner)):
         return signer
     if isinstance(signer, PrivateKey):
