@@ -69,10 +69,12 @@ def flat(result: dict[str, FileDigest]) -> Digests:
     """name -> digest, a shard's name being ``name:start:end``."""
     out: Digests = {}
     for name, d in result.items():
-        if d.shards is None:
-            out[name] = d.digest
+        shards, digest = d.fingerprint.shards, d.fingerprint.digest
+        if shards is None:
+            assert digest is not None
+            out[name] = digest
         else:
-            out.update({f"{name}:{s.start}:{s.end}": s.digest for s in d.shards})
+            out.update({f"{name}:{s.start}:{s.end}": s.digest for s in shards})
     return out
 
 

@@ -20,6 +20,7 @@ the file, the reason, the expected and actual digests, and the policy.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import os
@@ -31,14 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from modelsign import _archive
+from modelsign._digests import Fingerprint, HashScheme
 from modelsign._enumerating import SINGLE_FILE_NAME, hf_blobs_dir, symlink_target
-from modelsign._hashing import (
-    CHUNK_SIZE,
-    check_archive,
-    fingerprint_difference,
-    fingerprint_size,
-    new_scheme_hasher,
-)
+from modelsign._hashing import CHUNK_SIZE
 from modelsign.errors import (
     FileDigestMismatchError,
     LoadRefusedError,
@@ -52,7 +49,7 @@ from modelsign.errors import (
     VerificationError,
 )
 from modelsign.manifest import Manifest
-from modelsign.policy import Policy
+from modelsign.policy import Policy, ProvenanceRules
 from modelsign.verifying import VerifiedModel, check_bundle, read_bundle, verify
 
 __all__ = ["MEMFD_THRESHOLD", "Guard", "LoadSource"]
@@ -123,8 +120,8 @@ class _Vouch:
     name: str | None  # None for an explicit bundle: matched by digest only
 
     @property
-    def hash_type(self) -> str:
-        """The hash scheme: the hash type, with the shard size in shard mode."""
+    def scheme(self) -> HashScheme:
+        """How the bundle's files were hashed."""
         return self.manifest.serialization.scheme
 
     def could_match(self, size: int) -> bool:
@@ -135,16 +132,16 @@ class _Vouch:
             return True
         signed = self.manifest.file_fingerprints()
         if self.name is None:
-            return any(fingerprint_size(f) == size for f in signed.values())
+            return any(f.size == size for f in signed.values())
         expected = self.expected()
-        return expected is not None and fingerprint_size(expected) == size
+        return expected is not None and expected.size == size
 
-    def vouches_for(self, digests: dict[str, str]) -> bool:
-        """Whether the file whose digests (by scheme) are ``digests`` is one
-        of this bundle's files (an explicit bundle matches by digest)."""
-        return digests[self.hash_type] in self.manifest.file_fingerprints().values()
+    def vouches_for(self, digests: dict[HashScheme, Fingerprint]) -> bool:
+        """Whether the file whose fingerprints (by scheme) are ``digests`` is
+        one of this bundle's files (an explicit bundle matches by digest)."""
+        return digests[self.scheme] in self.manifest.file_fingerprints().values()
 
-    def expected(self) -> str | None:
+    def expected(self) -> Fingerprint | None:
         if self.name is None:
             return None
         digests = self.manifest.file_fingerprints()
@@ -162,12 +159,27 @@ class Guard:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        #: Base models whose lineage verified in this process ([provenance] lineage).
+        self._verified_bases: set[str] = set()
 
     # ------------------------------------------------------------------ bundles
 
     def _bundle(self, signature: Path) -> Manifest:
         manifest, _ = check_bundle(read_bundle(signature), self.policy, source=str(signature))
+        self._provenance(signature, manifest.root_digest, str(signature.parent))
         return manifest
+
+    def _provenance(self, signature: Path, root_digest: str, model: str) -> None:
+        """With ``[provenance] require``, a bundle vouches for nothing unless
+        the provenance beside it verifies (a base model's lineage is checked
+        once per process)."""
+        if not self.policy.provenance.require:
+            return
+        from modelsign.provenance import check_provenance  # noqa: PLC0415
+
+        check_provenance(
+            signature, root_digest, model, self.policy, verified_bases=self._verified_bases
+        )
 
     def _explicit(self) -> tuple[list[_Vouch], list[tuple[Path, VerificationError]]]:
         found, errors = [], []
@@ -237,8 +249,8 @@ class Guard:
         return path, False
 
     def _capture_fd(
-        self, fd: int, size: int, hash_types: set[str], memfd: bool, what: str
-    ) -> tuple[dict[str, str], LoadSource]:
+        self, fd: int, size: int, hash_types: set[HashScheme], memfd: bool, what: str
+    ) -> tuple[dict[HashScheme, Fingerprint], LoadSource]:
         """Copy the open regular file ``fd`` (from offset 0) into memory or a
         sealed memfd, then hash exactly the captured bytes."""
         if memfd and _HAS_MEMFD:
@@ -384,7 +396,7 @@ class Guard:
         # A shard bundle lists its files' sizes: bytes of another size are
         # not hashed in its (possibly tiny) shards.
         explicit = [v for v in explicit if v.could_match(len(data))]
-        types = {v.hash_type for v in explicit} or {"sha256"}
+        types = {v.scheme for v in explicit} or {HashScheme("sha256")}
         digests = _hash_bytes(data, types)
         if any(v.vouches_for(digests) for v in explicit):
             source = LoadSource(data=data)
@@ -408,7 +420,10 @@ class Guard:
                 root = candidate
                 break
         try:
-            return verify(root, self.policy, hf_cache=True, missing_ok=missing_ok)
+            plain = dataclasses.replace(self.policy, provenance=ProvenanceRules())
+            verified = verify(root, plain, hf_cache=True, missing_ok=missing_ok)
+            self._provenance(verified.signature, verified.root_digest, str(root))
+            return verified
         except VerificationError as e:
             raise self._refuse(
                 _refusal_class(e),
@@ -441,28 +456,29 @@ class Guard:
         size_ok = vouch is not None and vouch.could_match(st.st_size)
         if vouch is not None and not size_ok and not explicit:
             raise self._size_mismatch(path, vouch, st.st_size)
-        types = {v.hash_type for v in explicit}
+        types = {v.scheme for v in explicit}
         if vouch is not None and size_ok:
-            types.add(vouch.hash_type)
+            types.add(vouch.scheme)
         digests, source = self._capture_fd(
             fd, st.st_size, types, memfd or st.st_size >= MEMFD_THRESHOLD, what
         )
         try:
             if vouch is not None:
                 expected = vouch.expected() if size_ok else None
-                actual = digests.get(vouch.hash_type)
+                actual = digests.get(vouch.scheme)
                 if expected is not None and actual == expected:
                     self._check_archive(source, path)
                     return source
                 if not any(v.vouches_for(digests) for v in explicit):
                     if expected is None or actual is None:
                         raise self._size_mismatch(path, vouch, st.st_size)
-                    where, want, got = fingerprint_difference(expected, actual)
+                    where, want, got = expected.difference(actual)
+                    kind = vouch.scheme.hash_type
                     raise self._refuse(
                         FileDigestMismatchError,
                         path,
                         f"digest mismatch against {vouch.signature} (entry {vouch.name!r}{where}): "
-                        f"expected {vouch.hash_type}:{want}, actual {vouch.hash_type}:{got}",
+                        f"expected {kind}:{want}, actual {kind}:{got}",
                         want,
                         got,
                     )
@@ -476,7 +492,7 @@ class Guard:
 
     def _size_mismatch(self, path: str, vouch: _Vouch, size: int) -> LoadRefusedError:
         expected = vouch.expected()
-        want = f"{fingerprint_size(expected)} bytes" if expected is not None else "?"
+        want = f"{expected.size} bytes" if expected is not None else "?"
         return self._refuse(
             FileDigestMismatchError,
             path,
@@ -487,10 +503,15 @@ class Guard:
         )
 
     def _unsigned(
-        self, target: str, digests: dict[str, str], errors: list[tuple[Path, VerificationError]]
+        self,
+        target: str,
+        digests: dict[HashScheme, Fingerprint],
+        errors: list[tuple[Path, VerificationError]],
     ) -> LoadRefusedError:
-        plain = (d for scheme, d in sorted(digests.items()) if "/shards/" not in scheme)
-        actual = digests.get("sha256") or next(plain, None)  # not a fingerprint of 1,000 shards
+        # A digest for the message, not the digests of 1,000 shards.
+        plain = sorted((s.sort_key(), f.digest) for s, f in digests.items() if f.digest)
+        sha256 = digests.get(HashScheme("sha256"))
+        actual = sha256.digest if sha256 is not None else next((d for _, d in plain), None)
         if errors:
             sig, err = errors[0]
             refusal = self._refuse(
@@ -501,10 +522,11 @@ class Guard:
             )
             refusal.__cause__ = err
             return refusal
-        if "sha256" in digests:
-            detail = f"actual sha256:{digests['sha256']}"
+        if sha256 is not None:
+            detail = f"actual sha256:{sha256}"
         elif digests:
-            detail = f"its {min(digests)} fingerprint matches no entry"
+            first = min(digests, key=HashScheme.sort_key)
+            detail = f"its {first} fingerprint matches no entry"
         else:
             detail = (
                 "not read: no FILE.sig, model.sig above it or explicit bundle could vouch for it"
@@ -522,7 +544,7 @@ class Guard:
         them next): each is inflated here once, in bounded chunks."""
         with source.fileobj() as f:
             try:
-                check_archive(f, source.size, target, hashlib.sha256)
+                _archive.check(f, source.size, target, hashlib.sha256)
             except UnsafeArchiveError as e:
                 raise self._refuse(UnsafeLoadError, target, str(e)) from e
 
@@ -579,7 +601,9 @@ def fd_path(fd: int) -> str | None:
     return target if target.startswith("/") else None
 
 
-def _memfd_capture(src: int, hash_types: set[str]) -> tuple[int, dict[str, str]]:
+def _memfd_capture(
+    src: int, hash_types: set[HashScheme]
+) -> tuple[int, dict[HashScheme, Fingerprint]]:
     """Copy ``src`` (from offset 0) into a new memfd, hashing exactly the bytes
     written, then seal it against any change.
 
@@ -591,7 +615,8 @@ def _memfd_capture(src: int, hash_types: set[str]) -> tuple[int, dict[str, str]]
     import fcntl  # noqa: PLC0415 - Linux only
 
     out = os.memfd_create("modelsign-verified", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    hashers = [new_scheme_hasher(t)() for t in sorted(hash_types)]
+    schemes = sorted(hash_types, key=HashScheme.sort_key)
+    hashers = [t.hasher() for t in schemes]
     buffers = [bytearray(_PIPE_CHUNK), bytearray(_PIPE_CHUNK)]
     pending: list[Future[None] | None] = [None, None]
 
@@ -626,13 +651,13 @@ def _memfd_capture(src: int, hash_types: set[str]) -> tuple[int, dict[str, str]]
     except BaseException:
         os.close(out)
         raise
-    return out, {t: h.hexdigest() for t, h in zip(sorted(hash_types), hashers, strict=True)}
+    return out, {t: h.fingerprint() for t, h in zip(schemes, hashers, strict=True)}
 
 
-def _hash_bytes(data: bytes, hash_types: set[str]) -> dict[str, str]:
+def _hash_bytes(data: bytes, hash_types: set[HashScheme]) -> dict[HashScheme, Fingerprint]:
     result = {}
     for t in hash_types:
-        h = new_scheme_hasher(t)()
+        h = t.hasher()
         h.update(data)
-        result[t] = h.hexdigest()
+        result[t] = h.fingerprint()
     return result

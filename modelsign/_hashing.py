@@ -10,7 +10,6 @@ digests are diagnostics.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
@@ -18,47 +17,33 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from modelsign import _archive as archive
+from modelsign._digests import (
+    Fingerprint,
+    Hasher,
+    ShardDigest,
+    new_hasher,
+    shard_ranges,
+)
 from modelsign._enumerating import ModelFile
-from modelsign.errors import ConfigError, UnsafeArchiveError, UnsafeModelError
+from modelsign.errors import UnsafeModelError
 
 __all__ = [
-    "DIGEST_HEX_LENGTH",
-    "HASH_TYPES",
-    "NO_SHARDS",
+    "CHUNK_SIZE",
     "FileDigest",
     "MemberDigest",
     "Progress",
-    "ShardDigest",
-    "check_archive",
-    "check_member_sizes",
-    "differing_shards",
-    "fingerprint_difference",
-    "fingerprint_size",
     "hash_file",
     "hash_files",
-    "new_hasher",
-    "new_scheme_hasher",
-    "parse_shard_fingerprint",
-    "scheme",
-    "shard_fingerprint",
-    "shard_ranges",
 ]
 
-HASH_TYPES: tuple[str, ...] = ("sha256", "blake2b", "blake3")
-DIGEST_HEX_LENGTH: dict[str, int] = {"sha256": 64, "blake2b": 128, "blake3": 64}
 #: Read size: about what a core's L2 cache holds, so SHA-256 reads the bytes
 #: the kernel just copied from cache (measured 2-4 % faster than 4 MiB on (a)).
 CHUNK_SIZE = 1024 * 1024
 #: Files smaller than this are hashed one after another on one thread.
 SMALL_FILE = 256 * 1024
-#: Compressed archive members inflating past this are refused (zip bombs).
-MAX_MEMBER_BYTES = 64 * 1024**3
-
-#: The file fingerprint of an empty file in shard mode (it has no shard).
-NO_SHARDS = "empty"
 
 
 class Progress(Protocol):
@@ -72,149 +57,6 @@ class Progress(Protocol):
 
     def file_done(self) -> None:
         """One more file is completely hashed."""
-
-
-class Hasher(Protocol):
-    def update(self, data: bytes | memoryview, /) -> Any: ...
-    def hexdigest(self) -> str: ...
-
-
-def new_hasher(hash_type: str) -> Callable[[], Hasher]:
-    """A factory of fresh hashers of ``hash_type``."""
-    if hash_type == "sha256":
-        return hashlib.sha256
-    if hash_type == "blake2b":
-        return hashlib.blake2b
-    if hash_type == "blake3":
-        try:
-            import blake3  # noqa: PLC0415 - optional dependency
-        except ImportError as e:
-            raise ConfigError(
-                "hash type blake3 needs the blake3 package: pip install 'modelsign[blake3]'"
-            ) from e
-
-        def factory() -> Hasher:
-            h: Hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-            return h
-
-        return factory
-    raise ConfigError(f"unknown hash type {hash_type!r}; choose one of {', '.join(HASH_TYPES)}")
-
-
-def scheme(hash_type: str, shard_size: int | None = None) -> str:
-    """A name for "how a file is hashed": ``sha256``, or ``sha256/shards/N``."""
-    return hash_type if shard_size is None else f"{hash_type}/shards/{shard_size}"
-
-
-def _parse_scheme(name: str) -> tuple[str, int | None]:
-    hash_type, _, rest = name.partition("/shards/")
-    return hash_type, (int(rest) if rest else None)
-
-
-def shard_ranges(size: int, shard_size: int) -> list[tuple[int, int]]:
-    """The OMS shards of a file of ``size`` bytes: ``[0, s), [s, 2s), ...``,
-    the last one shorter; none for an empty file."""
-    return [(start, min(start + shard_size, size)) for start in range(0, size, shard_size)]
-
-
-@dataclass(frozen=True)
-class ShardDigest:
-    """The digest of the bytes ``[start, end)`` of a file."""
-
-    start: int
-    end: int
-    digest: str
-
-
-def shard_fingerprint(shards: Sequence[ShardDigest]) -> str:
-    """One string for all the shards of a file, compared as a whole (a file
-    with no shard, i.e. an empty one, is :data:`NO_SHARDS`)."""
-    return ";".join(f"{s.start}:{s.end}:{s.digest}" for s in shards) or NO_SHARDS
-
-
-def parse_shard_fingerprint(fingerprint: str) -> list[ShardDigest]:
-    """The shards of a :func:`shard_fingerprint` (none for :data:`NO_SHARDS`)."""
-    if fingerprint == NO_SHARDS:
-        return []
-    shards = []
-    for part in fingerprint.split(";"):
-        start, end, digest = part.split(":")
-        shards.append(ShardDigest(int(start), int(end), digest))
-    return shards
-
-
-def fingerprint_size(fingerprint: str) -> int:
-    """The file size a shard fingerprint stands for."""
-    shards = parse_shard_fingerprint(fingerprint)
-    return shards[-1].end if shards else 0
-
-
-def differing_shards(
-    want: Sequence[ShardDigest], got: Sequence[ShardDigest]
-) -> list[tuple[ShardDigest, ShardDigest]] | None:
-    """The (signed, actual) shards whose digests differ, in order; ``None``
-    when the two lists cut files of different sizes (different ranges)."""
-    if [(w.start, w.end) for w in want] != [(g.start, g.end) for g in got]:
-        return None
-    return [(w, g) for w, g in zip(want, got, strict=True) if w.digest != g.digest]
-
-
-def fingerprint_difference(expected: str, actual: str) -> tuple[str, str, str]:
-    """``(where, expected, actual)`` for a message: for shard fingerprints the
-    first differing shard (``" at 0:1048576, and 2 more shards"``) and its two
-    digests, not two fingerprints of thousands of shards; for digests, as is."""
-    if ":" not in expected + actual:
-        return "", expected, actual
-    diff = differing_shards(parse_shard_fingerprint(expected), parse_shard_fingerprint(actual))
-    if diff is None:
-        return " (size)", f"{fingerprint_size(expected)} bytes", f"{fingerprint_size(actual)} bytes"
-    w, g = diff[0]
-    more = f", and {len(diff) - 1} more shard(s)" if len(diff) > 1 else ""
-    return f" at shard {w.start}:{w.end}{more}", w.digest, g.digest
-
-
-class _ShardedHasher:
-    """Hashes a stream as consecutive shards; ``hexdigest`` is the file fingerprint."""
-
-    def __init__(self, factory: Callable[[], Hasher], shard_size: int) -> None:
-        self._factory = factory
-        self._size = shard_size
-        self._done: list[ShardDigest] = []
-        self._current: Hasher | None = None
-        self._offset = 0
-        self._start = 0
-
-    def update(self, data: bytes | memoryview, /) -> None:
-        view = memoryview(data).cast("B")
-        while view:
-            if self._current is None:
-                self._current, self._start = self._factory(), self._offset
-            room = self._start + self._size - self._offset
-            part, view = view[:room], view[room:]
-            self._current.update(part)
-            self._offset += len(part)
-            if self._offset - self._start == self._size:
-                self._finish()
-
-    def _finish(self) -> None:
-        assert self._current is not None
-        self._done.append(ShardDigest(self._start, self._offset, self._current.hexdigest()))
-        self._current = None
-
-    def hexdigest(self) -> str:
-        if self._current is not None:
-            self._finish()
-        return shard_fingerprint(self._done)
-
-
-def new_scheme_hasher(name: str) -> Callable[[], Hasher]:
-    """A factory of streaming hashers for a :func:`scheme`: their
-    ``hexdigest`` is the file's digest, or its shard fingerprint."""
-    hash_type, shard_size = _parse_scheme(name)
-    factory = new_hasher(hash_type)
-    if shard_size is None:
-        return factory
-    return lambda: _ShardedHasher(factory, shard_size)
 
 
 @dataclass(frozen=True)
@@ -233,49 +75,10 @@ class FileDigest:
 
     name: str
     size: int
-    digest: str
+    #: What is compared with the manifest: the digest, or in shard mode the shards'.
+    fingerprint: Fingerprint
     archive: str | None = None
     members: tuple[MemberDigest, ...] = ()
-    #: In shard mode, the digests of the file's shards (``()`` for an empty file).
-    shards: tuple[ShardDigest, ...] | None = None
-
-    @property
-    def fingerprint(self) -> str:
-        """What is compared with the manifest: the digest, or the shard fingerprint."""
-        return self.digest if self.shards is None else shard_fingerprint(self.shards)
-
-
-def check_member_sizes(layout: archive.Layout, display: str) -> None:
-    """Refuse an archive member that declares more than :data:`MAX_MEMBER_BYTES`
-    (a zip bomb), whether or not anything inflates it here."""
-    for m in layout.members:
-        if m.size > MAX_MEMBER_BYTES:
-            raise UnsafeArchiveError(
-                f"{display}: member {m.name!r} declares {m.size} bytes, more than the limit "
-                f"of {MAX_MEMBER_BYTES} bytes"
-            )
-
-
-def check_archive(
-    f: BinaryIO, size: int, display: str, factory: Callable[[], Hasher]
-) -> tuple[archive.Layout | None, dict[int, str]]:
-    """The checks every reader of a model file makes (signing, verifying, the
-    loader hook): a zip or tar archive must be structurally unambiguous, no
-    member may declare more than :data:`MAX_MEMBER_BYTES`, and each compressed
-    member is inflated (bounded, and checked against its declared size and
-    CRC), so that a zip bomb or a member lying about its size is refused, not
-    left to the loader. Returns the layout (``None`` for a file that is no
-    archive) and the compressed members' digests by ``id(member)``."""
-    layout = archive.inspect(f, size, display)
-    if layout is None:
-        return None, {}
-    check_member_sizes(layout, display)
-    inflated = {
-        id(m): archive.member_digest(f, layout, m, factory, display, MAX_MEMBER_BYTES)
-        for m in layout.members
-        if m.data_range is None
-    }
-    return layout, inflated
 
 
 def _open_regular(path: Path, display: str) -> tuple[int, os.stat_result]:
@@ -351,7 +154,7 @@ def hash_file(
             else:
                 data, size = None, os.fstat(fd).st_size
         layout, inflated = (
-            check_archive(f, size, display, factory) if inspect_archive else (None, {})
+            archive.check(f, size, display, factory) if inspect_archive else (None, {})
         )
         taps: list[tuple[int, int, archive.Member, Hasher]] = []
         if layout is not None and members:
@@ -373,7 +176,7 @@ def hash_file(
             offset = end
             if progress is not None:
                 progress.advance(n)
-        digest = whole.hexdigest()
+        digest = Fingerprint(digest=whole.hexdigest())
         if layout is None:
             return FileDigest(file.name, offset, digest)
         member_digests: tuple[MemberDigest, ...] = ()
@@ -515,7 +318,7 @@ def _hash_range(
             )
         kind = None
         if task.start == 0:
-            layout, _ = check_archive(f, st.st_size, display, factory)
+            layout, _ = archive.check(f, st.st_size, display, factory)
             kind = layout.kind if layout is not None else None
         h = factory()
         view = memoryview(buf)
@@ -593,9 +396,8 @@ def _hash_sharded(
         f.name: FileDigest(
             f.name,
             f.size,
-            "",
+            Fingerprint.of_shards(shards[f.name]),
             kinds.get(f.name),
-            shards=tuple(sorted(shards[f.name], key=lambda d: d.start)),
         )
         for f in files
     }

@@ -36,14 +36,35 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 
 
 def pae(payload_type: str, body: bytes) -> bytes:
-    """DSSE pre-authentication encoding: the bytes that are actually signed."""
+    """DSSE pre-authentication encoding: the bytes that are actually signed.
+
+    Args:
+        payload_type: the envelope's ``payloadType``.
+        body: the payload.
+
+    Returns:
+        ``DSSEv1 <len> <type> <len> <body>``.
+
+    Raises:
+        UnicodeEncodeError: never for a ``str`` payload type (UTF-8).
+    """
     t = payload_type.encode("utf-8")
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body)
 
 
 def pae_legacy(body: bytes) -> bytes:
     """The encoding model_signing before 1.0 signed by mistake (``str`` of the
-    ``bytes`` payload). Accepted only for bundles in that era's layout."""
+    ``bytes`` payload). Accepted only for bundles in that era's layout.
+
+    Args:
+        body: the payload.
+
+    Returns:
+        The bytes those bundles' signatures are over.
+
+    Raises:
+        UnicodeEncodeError: never (the text is ASCII).
+    """
     return f"DSSEV1 {len(PAYLOAD_TYPE)} {PAYLOAD_TYPE} {len(body)} {body!r}".encode()
 
 
@@ -151,6 +172,17 @@ class Envelope:
 
     @classmethod
     def from_json(cls, obj: object) -> Envelope:
+        """Parse a bundle's ``dsseEnvelope``, strictly.
+
+        Args:
+            obj: the parsed JSON value.
+
+        Returns:
+            The envelope (exactly one signature).
+
+        Raises:
+            MalformedBundleError: unknown keys, bad base64, not one signature.
+        """
         if not isinstance(obj, dict):
             raise MalformedBundleError("dsseEnvelope must be an object")
         unknown = set(obj) - {"payload", "payloadType", "signatures"}
@@ -320,7 +352,21 @@ class Bundle:
     def from_bytes(
         cls, data: bytes, *, source: str = "bundle", max_bytes: int | None = None
     ) -> Bundle:
-        """Parse untrusted bytes; raise MalformedBundleError naming ``source``."""
+        """Parse untrusted bytes.
+
+        Args:
+            data: the bundle file's bytes.
+            source: how to name it in messages.
+            max_bytes: the size limit (default 64 MiB).
+
+        Returns:
+            The bundle; nothing is verified yet.
+
+        Raises:
+            MalformedBundleError: not strict JSON or not a Sigstore bundle
+                v0.3 with a DSSE envelope (the message names ``source``).
+            BundleTooLargeError: more than ``max_bytes``.
+        """
         limit = _json.DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
         obj = _json.loads(data, source, max_bytes=limit)
         try:
@@ -330,6 +376,17 @@ class Bundle:
 
     @classmethod
     def from_json(cls, obj: object) -> Bundle:
+        """Parse a bundle from its JSON value, strictly.
+
+        Args:
+            obj: the parsed JSON value.
+
+        Returns:
+            The bundle; nothing is verified yet.
+
+        Raises:
+            MalformedBundleError: anything a Sigstore bundle v0.3 does not allow.
+        """
         if not isinstance(obj, dict):
             raise MalformedBundleError("a bundle must be a JSON object")
         media_type = obj.get("mediaType")

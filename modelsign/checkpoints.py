@@ -87,8 +87,19 @@ def signed_folder(
     signed (``model.sig`` inside) and renamed to ``path``, replacing a folder
     there. On an error nothing appears and the temporary folder is removed.
 
+    Args:
+        path: the model folder's final path.
+        signer: as for :func:`modelsign.sign`.
+        hash_type: as for :func:`modelsign.sign`.
+        shard_size: as for :func:`modelsign.sign`.
+        ignore_paths: as for :func:`modelsign.sign`.
+
     Yields:
         The folder to write into (beside ``path``, on the same file system).
+
+    Raises:
+        Error: what :func:`modelsign.sign` raises; the folder is not published.
+        OSError: the folder cannot be created or renamed.
     """
     final = Path(path)
     with _staging(final) as staging:
@@ -112,7 +123,21 @@ def _staging(final: Path) -> Iterator[Path]:
 
 
 def publish_file(written: Path, signature: Path, final: Path) -> Path:
-    """Move a signed file and its bundle to ``final``: the bundle first."""
+    """Move a signed file and its bundle into place: the bundle first, so
+    the final name never shows without a bundle for exactly its bytes.
+
+    Args:
+        written: the signed file, on the same file system as ``final``.
+        signature: its bundle.
+        final: the file's final path (its bundle goes to ``final.sig``).
+
+    Returns:
+        The bundle's final path.
+
+    Raises:
+        OSError: a rename fails (nothing is half-moved but the bundle, whose
+            file does not match what may be at ``final``).
+    """
     final_signature = final.with_name(final.name + ".sig")
     os.replace(signature, final_signature)
     os.replace(written, final)
@@ -122,7 +147,18 @@ def publish_file(written: Path, signature: Path, final: Path) -> Path:
 
 def publish_folder(work: Path, final: Path) -> None:
     """Move a signed folder to ``final``, replacing a folder there: at no
-    moment is a partial folder under the final name."""
+    moment is a partial folder under the final name.
+
+    Args:
+        work: the signed folder, on the same file system as ``final``.
+        final: its final path.
+
+    Returns:
+        None: the folder is at ``final`` when this returns.
+
+    Raises:
+        OSError: a rename fails.
+    """
     if os.path.lexists(final):
         old = work.parent / f"{final.name}.old"
         os.rename(final, old)  # the final name is briefly absent, never partial

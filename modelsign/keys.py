@@ -77,6 +77,18 @@ class PublicKey:
 
     @classmethod
     def from_pem(cls, data: bytes, source: str = "<memory>") -> PublicKey:
+        """A public key from PEM SubjectPublicKeyInfo bytes.
+
+        Args:
+            data: the PEM text.
+            source: where it came from, for messages.
+
+        Returns:
+            The key, of an algorithm modelsign signs with.
+
+        Raises:
+            KeyLoadError: not a PEM public key, or of an unsupported algorithm.
+        """
         try:
             key = serialization.load_pem_public_key(data)
         except (ValueError, TypeError) as e:
@@ -114,13 +126,38 @@ def _read(path: Path) -> bytes:
 
 
 def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
-    """Load a PEM SubjectPublicKeyInfo key (a private key file is refused)."""
+    """Load a PEM SubjectPublicKeyInfo key (a private key file is refused).
+
+    Args:
+        path: the ``.pub`` file.
+
+    Returns:
+        The key.
+
+    Raises:
+        KeyLoadError: no such file, not a regular file, too large, not a
+            public key (a private key is refused), or an unsupported algorithm.
+    """
     p = Path(path)
     return PublicKey.from_pem(_read(p), str(p))
 
 
 def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = None) -> PrivateKey:
-    """Load a PKCS#8 (or traditional) PEM private key, decrypting it if needed."""
+    """Load a PKCS#8 (or traditional) PEM private key, decrypting it if needed.
+
+    Args:
+        path: the ``.key`` file.
+        passphrase: its passphrase, when it is encrypted.
+
+    Returns:
+        The key.
+
+    Raises:
+        PassphraseError: an encrypted key without ``passphrase``, or a
+            passphrase for a key that is not encrypted (``needed`` says which).
+        KeyLoadError: no such file, a wrong passphrase, not a private key, or
+            an unsupported algorithm.
+    """
     p = Path(path)
     data = _read(p)
     try:
@@ -146,7 +183,17 @@ def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = No
 
 
 def generate(algorithm: str = "ed25519") -> PrivateKey:
-    """A fresh private key of ``algorithm`` (one of :data:`ALGORITHMS`)."""
+    """A fresh private key.
+
+    Args:
+        algorithm: one of :data:`ALGORITHMS` (``ed25519``, ``ecdsa-p256``, …).
+
+    Returns:
+        The new key, in memory (see :func:`write_keypair`).
+
+    Raises:
+        ConfigError: an unknown algorithm.
+    """
     for backend in all_backends():
         if algorithm in backend.names:
             return PrivateKey(backend.generate(algorithm))

@@ -17,20 +17,19 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Literal, TypeAlias
+from typing import Any, cast
 
 from modelsign import _json
-from modelsign._enumerating import SINGLE_FILE_NAME
-from modelsign._hashing import (
+from modelsign._digests import (
     DIGEST_HEX_LENGTH,
     HASH_TYPES,
-    NO_SHARDS,
-    FileDigest,
-    MemberDigest,
+    Fingerprint,
+    HashScheme,
+    HashType,
     ShardDigest,
-    scheme,
-    shard_fingerprint,
 )
+from modelsign._enumerating import SINGLE_FILE_NAME
+from modelsign._hashing import FileDigest, MemberDigest
 from modelsign._paths import check_name, collision_key
 from modelsign.errors import MalformedBundleError, UnsafeModelError
 
@@ -42,9 +41,6 @@ __all__ = [
     "Resource",
     "Serialization",
 ]
-
-#: The file hashes OMS allows (``serialization.hash_type``).
-HashType: TypeAlias = Literal["sha256", "blake2b", "blake3"]
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
@@ -71,7 +67,7 @@ def _is_hex(value: object, length: int) -> bool:
 class Serialization:
     """How the files were enumerated and hashed (the predicate's ``serialization``)."""
 
-    hash_type: str = "sha256"
+    hash_type: HashType = "sha256"
     method: str = "files"
     allow_symlinks: bool = False
     ignore_paths: tuple[str, ...] = ()
@@ -86,12 +82,24 @@ class Serialization:
 
     @classmethod
     def sharded(cls, shard_size: int, **kwargs: Any) -> Serialization:
+        """The OMS ``shards`` serialization.
+
+        Args:
+            shard_size: bytes per shard.
+            **kwargs: the other fields (``hash_type``, ``ignore_paths``, …).
+
+        Returns:
+            The serialization.
+
+        Raises:
+            ValueError: a shard size that is not positive.
+        """
         return cls(method="shards", shard_size=shard_size, **kwargs)
 
     @property
-    def scheme(self) -> str:
-        """How one file is hashed (see :func:`modelsign._hashing.scheme`)."""
-        return scheme(self.hash_type, self.shard_size)
+    def scheme(self) -> HashScheme:
+        """How one file is hashed."""
+        return HashScheme(self.hash_type, self.shard_size)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -106,6 +114,17 @@ class Serialization:
 
     @classmethod
     def from_json(cls, obj: object) -> Serialization:
+        """Parse a statement's ``predicate.serialization``, strictly.
+
+        Args:
+            obj: the parsed JSON value.
+
+        Returns:
+            The serialization.
+
+        Raises:
+            MalformedBundleError: anything OMS v1.0 does not allow.
+        """
         _require(isinstance(obj, dict), "predicate.serialization must be an object")
         assert isinstance(obj, dict)
         unknown = set(obj) - _SERIALIZATION_KEYS
@@ -134,11 +153,10 @@ class Serialization:
         )
         for path in ignore:
             check_name(path)
-        assert isinstance(hash_type, str)
         assert isinstance(allow_symlinks, bool)
         assert isinstance(method, str)
         assert shard_size is None or isinstance(shard_size, int)
-        return cls(hash_type, method, allow_symlinks, tuple(ignore), shard_size)
+        return cls(cast(HashType, hash_type), method, allow_symlinks, tuple(ignore), shard_size)
 
 
 @dataclass(frozen=True)
@@ -164,7 +182,21 @@ class Resource:
 
     @classmethod
     def from_file_digest(cls, d: FileDigest, algorithm: str) -> Resource:
-        return cls(d.name, algorithm, d.digest, d.size, d.archive, d.members)
+        """The resource of a file hashed whole.
+
+        Args:
+            d: the file's digest (with its archive members).
+            algorithm: the hash type.
+
+        Returns:
+            The resource, with modelsign's size and member annotations.
+
+        Raises:
+            ValueError: a file hashed in shards.
+        """
+        if d.fingerprint.digest is None:
+            raise ValueError(f"{d.name}: hashed in shards, not whole")
+        return cls(d.name, algorithm, d.fingerprint.digest, d.size, d.archive, d.members)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -189,6 +221,19 @@ class Resource:
 
     @classmethod
     def from_json(cls, obj: object, hash_type: str, shard_size: int | None = None) -> Resource:
+        """Parse one of a statement's ``predicate.resources``, strictly.
+
+        Args:
+            obj: the parsed JSON value.
+            hash_type: the serialization's hash type.
+            shard_size: the serialization's shard size, in shard mode.
+
+        Returns:
+            The resource.
+
+        Raises:
+            MalformedBundleError: a bad name, algorithm, digest or annotation.
+        """
         _require(isinstance(obj, dict), "each resource must be an object")
         assert isinstance(obj, dict)
         name = obj.get("name")
@@ -354,8 +399,21 @@ class Manifest:
     def from_digests(
         cls, model_name: str, digests: Mapping[str, FileDigest], serialization: Serialization
     ) -> Manifest:
-        """Resources sorted by name in Unicode code point order (in shard
-        mode: by file name, then offset)."""
+        """The manifest of hashed files.
+
+        Args:
+            model_name: the statement's subject name.
+            digests: each file's digest, by name.
+            serialization: how they were hashed.
+
+        Returns:
+            The manifest, resources sorted by name in Unicode code point
+            order (in shard mode: by file name, then offset).
+
+        Raises:
+            UnsafeModelError: in shard mode, a model of empty files only.
+            ValueError: a file hashed otherwise than ``serialization`` says.
+        """
         if serialization.shard_size is not None:
             return cls._sharded(model_name, digests, serialization)
         resources = tuple(
@@ -372,7 +430,7 @@ class Manifest:
         empty = []
         for name in sorted(digests):
             check_shard_path(name)
-            shards = digests[name].shards
+            shards = digests[name].fingerprint.shards
             if shards is None:
                 raise ValueError(f"{name}: hashed without shards")
             if not shards:
@@ -402,24 +460,23 @@ class Manifest:
         """Each resource's digest, by resource name (a shard's is ``path:start:end``)."""
         return {r.name: r.digest for r in self.resources}
 
-    def file_fingerprints(self) -> Mapping[str, str]:
+    def file_fingerprints(self) -> Mapping[str, Fingerprint]:
         """What each signed file must hash to, by file name: its digest, or in
-        shard mode its shard fingerprint (:func:`modelsign._hashing.shard_fingerprint`;
-        :data:`~modelsign._hashing.NO_SHARDS` for an empty file). Computed
-        once per manifest (a bundle may list a million shards), read-only."""
+        shard mode its shards (none for an empty file). Computed once per
+        manifest (a bundle may list a million shards), read-only."""
         return MappingProxyType(self._fingerprints)
 
     @functools.cached_property
-    def _fingerprints(self) -> dict[str, str]:
+    def _fingerprints(self) -> dict[str, Fingerprint]:
         if self.serialization.shard_size is None:
-            return self.digests()
+            return {r.name: Fingerprint(digest=r.digest) for r in self.resources}
         shards: dict[str, list[ShardDigest]] = {}
         for r in self.resources:
             path, start, end = r.shard
             shards.setdefault(path, []).append(ShardDigest(start, end, r.digest))
-        found = {p: shard_fingerprint(sorted(s, key=lambda d: d.start)) for p, s in shards.items()}
+        found = {p: Fingerprint.of_shards(s) for p, s in shards.items()}
         for name in self.resources[0].empty_files if self.resources else ():
-            found[name] = NO_SHARDS
+            found[name] = Fingerprint(shards=())
         return found
 
     def to_statement(self) -> dict[str, Any]:
@@ -441,10 +498,32 @@ class Manifest:
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Manifest:
+        """Parse a DSSE payload: an in-toto statement with the OMS predicate.
+
+        Args:
+            payload: the envelope's payload bytes.
+
+        Returns:
+            The manifest.
+
+        Raises:
+            MalformedBundleError: not strict JSON, or not an OMS v1.0 statement.
+        """
         return cls.from_statement(_json.loads(payload, "DSSE payload"))
 
     @classmethod
     def from_statement(cls, st: object) -> Manifest:
+        """Parse an in-toto statement with the OMS predicate, strictly.
+
+        Args:
+            st: the parsed JSON value.
+
+        Returns:
+            The manifest, its subject digest checked against its resources.
+
+        Raises:
+            MalformedBundleError: anything OMS v1.0 does not allow.
+        """
         _require(isinstance(st, dict), "the statement must be a JSON object")
         assert isinstance(st, dict)
         _require(

@@ -30,11 +30,11 @@ __all__ = [
     "CertificateSigner",
     "KeySigner",
     "Method",
+    "Progress",
     "SignedBy",
     "SignedModel",
     "Signer",
     "SigstoreSigner",
-    "as_signer",
     "default_signature_path",
     "sign",
     "sign_manifest",
@@ -57,7 +57,17 @@ def files_phrase(count: int) -> str:
 
 
 def default_signature_path(model: Path) -> Path:
-    """``MODEL/model.sig`` for a directory, ``MODEL.sig`` beside a single file."""
+    """Where a model's bundle is by default.
+
+    Args:
+        model: a model folder or single file.
+
+    Returns:
+        ``MODEL/model.sig`` for a directory, ``MODEL.sig`` beside a single file.
+
+    Raises:
+        OSError: never for a missing path (a missing ``model`` is taken as a file).
+    """
     if model.is_dir():
         return model / "model.sig"
     return model.with_name(model.name + ".sig")
@@ -140,6 +150,13 @@ class KeySigner:
     def from_file(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> KeySigner:
         """Load a PEM private key, decrypting it with ``passphrase``.
 
+        Args:
+            path: the private key file.
+            passphrase: its passphrase, when it is encrypted.
+
+        Returns:
+            A signer with that key.
+
         Raises:
             KeyLoadError: unreadable, not a key, wrong or missing passphrase.
         """
@@ -176,8 +193,16 @@ class CertificateSigner:
         *,
         passphrase: bytes | None = None,
     ) -> CertificateSigner:
-        """The key (a file, or loaded), its PEM leaf certificate, and PEM
-        intermediates.
+        """A certificate signer from files.
+
+        Args:
+            key: the private key, loaded or as a file.
+            certificate: the PEM leaf certificate (for ``key``).
+            chain: PEM intermediate certificates, leaf's issuer first.
+            passphrase: the key file's passphrase, when it is encrypted.
+
+        Returns:
+            The signer, its chain in DER, leaf first.
 
         Raises:
             KeyLoadError: the key cannot be loaded.
@@ -227,7 +252,7 @@ Signer: TypeAlias = KeySigner | CertificateSigner | SigstoreSigner
 
 def build_manifest(
     tree: ModelTree,
-    hash_type: str,
+    hash_type: HashType,
     *,
     progress: Progress | None = None,
     workers: int | None = None,
@@ -315,10 +340,10 @@ def sign(
             parameter="shard_size",
         )
     # Everything that can fail on the caller's input fails before hashing.
-    keyless = _keyless(signer) if isinstance(signer, SigstoreSigner) else None
+    keyless = keyless_session(signer) if isinstance(signer, SigstoreSigner) else None
     sig_path = Path(signature) if signature is not None else default_signature_path(model_path)
     if not force and os.path.lexists(sig_path):
-        _refuse_replacing(sig_path, _signer_of(signer, keyless))
+        refuse_replacing(sig_path, describe_signer(signer, keyless))
     user_ignores = tuple(ignore_paths)
     if model_path.is_dir():
         ignores = tuple(dict.fromkeys((*user_ignores, *DEFAULT_IGNORES)))
@@ -333,7 +358,9 @@ def sign(
     manifest = build_manifest(
         tree, hash_type, progress=progress, workers=workers, shard_size=shard_size
     )
-    return _write_bundle(manifest, signer, keyless, sig_path)
+    data, signed_by = sign_payload(manifest.to_payload(), signer, keyless)
+    write_atomic(sig_path, data)
+    return SignedModel(sig_path, manifest, signed_by)
 
 
 def sign_manifest(
@@ -361,26 +388,41 @@ def sign_manifest(
         UsageError: as :func:`sign` raises it.
     """
     resolved = as_signer(signer)
-    keyless = _keyless(resolved) if isinstance(resolved, SigstoreSigner) else None
+    keyless = keyless_session(resolved) if isinstance(resolved, SigstoreSigner) else None
     sig_path = Path(signature)
     if not force and os.path.lexists(sig_path):
-        _refuse_replacing(sig_path, _signer_of(resolved, keyless))
-    return _write_bundle(manifest, resolved, keyless, sig_path)
+        refuse_replacing(sig_path, describe_signer(resolved, keyless))
+    data, signed_by = sign_payload(manifest.to_payload(), resolved, keyless)
+    write_atomic(sig_path, data)
+    return SignedModel(sig_path, manifest, signed_by)
 
 
-def _write_bundle(
-    manifest: Manifest, signer: Signer, keyless: tuple[Any, Any] | None, sig_path: Path
-) -> SignedModel:
-    payload = manifest.to_payload()
-    if keyless is not None:
+def sign_payload(
+    payload: bytes, signer: Signer, keyless: tuple[Any, Any] | None = None
+) -> tuple[bytes, SignedBy]:
+    """Sign an in-toto statement's bytes: the Sigstore bundle that holds them
+    in a DSSE envelope (payload type ``application/vnd.in-toto+json``), for
+    every method. ``keyless`` is :func:`keyless_session` of a Sigstore
+    signer (taken before any hashing, so that a missing token fails first).
+
+    Args:
+        payload: the statement's bytes, exactly as they are to be signed.
+        signer: a :class:`KeySigner`, :class:`CertificateSigner` or
+            :class:`SigstoreSigner`.
+        keyless: the Sigstore token and configuration, for a Sigstore signer.
+
+    Returns:
+        The bundle's bytes, and who signed.
+
+    Raises:
+        UsageError: Sigstore signing failed.
+    """
+    if isinstance(signer, SigstoreSigner):
         from modelsign._backends import sigstore as backend  # noqa: PLC0415
 
-        token, config = keyless
-        write_atomic(sig_path, backend.sign_dsse(payload, token, config))
-        return SignedModel(
-            sig_path, manifest, SignedBy("sigstore", identity=_token_identity(token))
-        )
-    assert isinstance(signer, (KeySigner, CertificateSigner))
+        token, config = keyless if keyless is not None else keyless_session(signer)
+        data = backend.sign_dsse(payload, token, config)
+        return data, SignedBy("sigstore", identity=_token_identity(token))
     private = signer.key
     public = private.public_key()
     material: KeyMaterial | CertificateMaterial = (
@@ -392,21 +434,18 @@ def _write_bundle(
         material,
         Envelope(payload, PAYLOAD_TYPE, private.sign(pae(PAYLOAD_TYPE, payload)), keyid=""),
     )
-    write_atomic(sig_path, bundle.to_bytes())
     method: Method = "certificate" if isinstance(signer, CertificateSigner) else "key"
     identity = None
     if isinstance(signer, CertificateSigner):
         from modelsign._backends import certificate as x509  # noqa: PLC0415
 
         identity = x509.identity_of(x509.load_der(signer.chain[0])).primary
-    return SignedModel(
-        sig_path,
-        manifest,
-        SignedBy(method, key_id=public.key_id, algorithm=public.algorithm, identity=identity),
+    return bundle.to_bytes(), SignedBy(
+        method, key_id=public.key_id, algorithm=public.algorithm, identity=identity
     )
 
 
-def _signer_of(signer: Signer, keyless: tuple[Any, Any] | None) -> str:
+def describe_signer(signer: Signer, keyless: tuple[Any, Any] | None) -> str:
     """Who ``signer`` is, as a bundle's claims say it: a key id or an identity."""
     if isinstance(signer, KeySigner):
         return f"key {signer.key.public_key().key_id}"
@@ -418,14 +457,16 @@ def _signer_of(signer: Signer, keyless: tuple[Any, Any] | None) -> str:
     return f"Sigstore identity {_token_identity(keyless[0])!r}"
 
 
-def _refuse_replacing(signature: Path, ours: str) -> None:
+def refuse_replacing(signature: Path, ours: str) -> None:
     """Replacing a bundle by another signer loses their signature: refuse
     unless asked (``force``), saying whose it is. Re-signing by the same
-    signer replaces it."""
-    from modelsign._inspecting import inspect_bundle  # noqa: PLC0415
+    signer replaces it. Only the bundle's signer is read (its statement may
+    be a model's manifest or its provenance)."""
+    from modelsign._inspecting import claimed_signer  # noqa: PLC0415
+    from modelsign.verifying import read_bundle  # noqa: PLC0415
 
     try:
-        claimed = inspect_bundle(signature).signer
+        claimed = claimed_signer(read_bundle(signature), str(signature))
     except Error as e:
         theirs = f"a bundle that cannot be read ({e})"
     else:
@@ -445,14 +486,7 @@ def _refuse_replacing(signature: Path, ours: str) -> None:
 
 
 def as_signer(signer: object) -> Signer:
-    """The signer a ``signer=`` argument stands for: a signer as it is, a
-    :class:`~modelsign.keys.PrivateKey` or an unencrypted key file's path as
-    a :class:`KeySigner`.
-
-    Raises:
-        UsageError: anything else (``parameter`` is ``signer``); an
-            unreadable key file (``KeyLoadError``).
-    """
+    """A signer from what :func:`sign` accepts as one (see its ``signer``)."""
     if isinstance(signer, (KeySigner, CertificateSigner, SigstoreSigner)):
         return signer
     if isinstance(signer, PrivateKey):
@@ -482,7 +516,8 @@ def _refuse_stale_temporaries(tree: ModelTree, signature: Path) -> None:
             )
 
 
-def _keyless(options: SigstoreSigner) -> tuple[Any, Any]:
+def keyless_session(options: SigstoreSigner) -> tuple[Any, Any]:
+    """The Sigstore identity token and signing configuration of ``options``."""
     from modelsign._backends import sigstore as backend  # noqa: PLC0415
 
     config = backend.trust_config(options.trust_config, options.instance == "staging")

@@ -12,18 +12,17 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelsign import _json
-from modelsign._enumerating import SINGLE_FILE_NAME, ModelTree, enumerate_model
+from modelsign._digests import Fingerprint
+from modelsign._enumerating import PROVENANCE_FILE, SINGLE_FILE_NAME, ModelTree, enumerate_model
 from modelsign._files import read_small
 from modelsign._hashing import (
     MemberDigest,
     Progress,
-    differing_shards,
-    fingerprint_size,
     hash_file,
     hash_files,
-    parse_shard_fingerprint,
 )
 from modelsign.bundle import (
     Bundle,
@@ -50,7 +49,10 @@ from modelsign.manifest import Manifest
 from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdentity
 from modelsign.signing import SignedBy, default_signature_path, display_name, files_phrase
 
-__all__ = ["VerifiedModel", "check_bundle", "compare", "read_bundle", "verify"]
+if TYPE_CHECKING:
+    from modelsign.provenance import Provenance
+
+__all__ = ["VerifiedModel", "check_bundle", "check_signature", "read_bundle", "verify"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -61,6 +63,8 @@ class VerifiedModel:
     signature: Path
     signed_by: SignedBy
     manifest: Manifest
+    #: The model's signed provenance, when the policy requires it (checked).
+    provenance: Provenance | None = None
 
     @property
     def model_name(self) -> str:
@@ -96,6 +100,7 @@ class VerifiedModel:
             "shard_size": ser.shard_size,
             "signed_by": self.signed_by.to_json(),
             "files": list(self.files),
+            **({} if self.provenance is None else {"provenance": self.provenance.to_json()}),
         }
 
 
@@ -113,6 +118,54 @@ def check_bundle(
     time at which certificates must be valid (default: the current time),
     except for a certificate-method bundle with RFC 3161 timestamps checked
     against a TSA its policy entry trusts (see :func:`_check_certificate`).
+    The model's files are not read: see :func:`verify` for that.
+
+    Args:
+        bundle: a parsed bundle (:func:`read_bundle`).
+        policy: the trust anchors.
+        source: how to name the bundle in messages.
+        now: the time certificates must be valid at (default: now).
+
+    Returns:
+        The signed manifest, and who signed it.
+
+    Raises:
+        UntrustedSignerError: no anchor of the policy vouches for the signer.
+        InvalidSignatureError: the signature does not verify.
+        MalformedBundleError: the signed statement is not an OMS v1.0 one.
+    """
+    payload, signer = check_signature(bundle, policy, source=source, now=now)
+    try:
+        manifest = Manifest.from_payload(payload)
+    except MalformedBundleError as e:
+        raise MalformedBundleError(f"{source}: {e}") from e
+    return manifest, signer
+
+
+def check_signature(
+    bundle: Bundle,
+    policy: Policy,
+    *,
+    source: str = "bundle",
+    now: datetime.datetime | None = None,
+) -> tuple[bytes, SignedBy]:
+    """Verify the bundle's DSSE signature against the policy, whatever
+    statement it signs (a model's manifest, its provenance); the statement is
+    not parsed. Trust and ``now`` as in :func:`check_bundle`.
+
+    Args:
+        bundle: a parsed bundle (:func:`read_bundle`).
+        policy: the trust anchors.
+        source: how to name the bundle in messages.
+        now: the time certificates must be valid at (default: now).
+
+    Returns:
+        The signed payload (the statement's bytes), and who signed it.
+
+    Raises:
+        UntrustedSignerError: no anchor of the policy vouches for the signer.
+        InvalidSignatureError: the signature does not verify.
+        MalformedBundleError: Sigstore verified another payload.
     """
     material = bundle.material
     if isinstance(material, KeyMaterial):
@@ -124,11 +177,7 @@ def check_bundle(
         payload, signer = _check_sigstore(bundle, material, policy.sigstore, source)
         if payload != bundle.envelope.payload:
             raise MalformedBundleError(f"{source}: Sigstore verified another payload")
-    try:
-        manifest = Manifest.from_payload(bundle.envelope.payload)
-    except MalformedBundleError as e:
-        raise MalformedBundleError(f"{source}: {e}") from e
-    return manifest, signer
+    return bundle.envelope.payload, signer
 
 
 def _check_key(
@@ -312,7 +361,7 @@ def _check_sigstore(
 
 def compare(
     manifest: Manifest,
-    actual: Mapping[str, str],
+    actual: Mapping[str, Fingerprint],
     on_disk: Iterable[str],
     model: str,
     sizes: Mapping[str, int] | None = None,
@@ -320,10 +369,10 @@ def compare(
     """Raise :class:`ModelMismatchError` (or its precise subclass) listing every
     difference between ``manifest`` and the files on disk.
 
-    ``actual`` maps the names that were hashed to their digests (in shard
-    mode, their shard fingerprints); ``on_disk`` is every file found, hashed or not;
-    ``sizes`` (shard mode) the sizes of files on disk, so that a file whose
-    size differs from the signed one is reported as such, hashed or not.
+    ``actual`` maps the names that were hashed to their fingerprints;
+    ``on_disk`` is every file found, hashed or not; ``sizes`` (shard mode)
+    the sizes of files on disk, so that a file whose size differs from the
+    signed one is reported as such, hashed or not.
     """
     problems: list[Mismatch] = []
     signed = manifest.file_fingerprints()
@@ -334,9 +383,11 @@ def compare(
         if sharded:
             problems.extend(_shard_mismatches(name, expected, actual.get(name), sizes or {}))
         elif name not in actual:
-            problems.append(Mismatch("missing", name, expected=expected))
-        elif actual[name] != expected:
-            problems.append(Mismatch("digest", name, expected=expected, actual=actual[name]))
+            problems.append(Mismatch("missing", name, expected=expected.digest))
+        else:
+            problems.append(
+                Mismatch("digest", name, expected=expected.digest, actual=actual[name].digest)
+            )
     problems.extend(Mismatch("extra", name) for name in on_disk if name not in signed)
     if problems:
         problems.sort(key=lambda m: m.name)
@@ -348,33 +399,46 @@ MAX_SHARD_MISMATCHES = 10
 
 
 def _shard_mismatches(
-    name: str, expected: str, actual: str | None, sizes: Mapping[str, int]
+    name: str, expected: Fingerprint, actual: Fingerprint | None, sizes: Mapping[str, int]
 ) -> list[Mismatch]:
     """One file's differences in shard mode: missing, another size, or the
     shards (``path:start:end``) whose digests differ."""
-    want = parse_shard_fingerprint(expected)
-    size = want[-1].end if want else 0
+    size = expected.size
+    assert expected.shards is not None
+    assert size is not None
     if actual is None and name not in sizes:
         return [Mismatch("missing", name, expected_size=size)]
-    got = parse_shard_fingerprint(actual) if actual is not None else None
-    now = sizes.get(name, got[-1].end if got else 0)
+    now = sizes.get(name, (actual.size if actual is not None else None) or 0)
     if now != size:
         return [Mismatch("size", name, expected_size=size, actual_size=now)]
-    assert got is not None
-    differ = differing_shards(want, got)
+    assert actual is not None
+    differ = expected.differing_shards(actual)
     assert differ is not None  # same size, so the same ranges
     listed = [
         Mismatch("digest", name, expected=w.digest, actual=g.digest, shard=(w.start, w.end))
         for w, g in differ[:MAX_SHARD_MISMATCHES]
     ]
     if len(differ) > MAX_SHARD_MISMATCHES:  # a rewritten file: say how much, not every shard
-        listed.append(Mismatch("shards", name, shards=len(want), differing=len(differ)))
+        listed.append(Mismatch("shards", name, shards=len(expected.shards), differing=len(differ)))
     return listed
 
 
 def read_bundle(path: Path, *, max_bytes: int | None = None) -> Bundle:
     """Read and parse a signature file, refusing anything but a regular file
-    within the size limit (checked before reading)."""
+    within the size limit (checked before reading).
+
+    Args:
+        path: the bundle file.
+        max_bytes: the size limit (default 64 MiB).
+
+    Returns:
+        The parsed bundle; its signature is not checked (:func:`check_bundle`).
+
+    Raises:
+        MissingSignatureError: no such file.
+        BundleTooLargeError: larger than ``max_bytes``.
+        MalformedBundleError: not a regular file, or not a well-formed bundle.
+    """
     limit = _json.DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
     data = read_small(
         path,
@@ -430,7 +494,9 @@ def verify(
         VerificationError: the model must not be trusted; the subclass says
             why (``DigestMismatchError`` and its siblings list every
             difference; ``InvalidSignatureError``, ``UntrustedSignerError``,
-            ``MalformedBundleError``, ``MissingSignatureError``, ...).
+            ``MalformedBundleError``, ``MissingSignatureError``, ...); with a
+            policy whose ``[provenance]`` requires it, a ``ProvenanceError``
+            (see :func:`modelsign.provenance.verify_provenance`).
         UsageError: bad arguments: a model path that does not exist,
             ``ConfigError`` for ``trust``.
     """
@@ -445,7 +511,9 @@ def verify(
     ser = manifest.serialization
     tree = enumerate_model(
         model_path,
-        ignore_paths=(*ser.ignore_paths, *ignore_paths),
+        # The provenance file is never part of the model, even for a bundle
+        # signed before it was a default exclusion (docs/adr/0003-provenance.md).
+        ignore_paths=(*ser.ignore_paths, *ignore_paths, PROVENANCE_FILE),
         signature=sig_path,
         allow_symlinks=ser.allow_symlinks,
         hf_cache=hf_cache,
@@ -459,7 +527,7 @@ def verify(
         # without being read (and a bundle's tiny shard_size cannot make a
         # large unsigned size cost millions of hashing tasks).
         sizes = {names[f.name]: f.size for f in to_hash}
-        to_hash = [f for f in to_hash if f.size == fingerprint_size(signed[names[f.name]])]
+        to_hash = [f for f in to_hash if f.size == signed[names[f.name]].size]
     digests = hash_files(
         to_hash,
         ser.hash_type,
@@ -474,12 +542,26 @@ def verify(
     except ModelMismatchError as e:
         problems = tuple(m for m in e.mismatches if not (missing_ok and m.kind == "missing"))
         if not problems:  # only signed files that are absent, and missing_ok
-            return VerifiedModel(model_path, sig_path, signer, manifest)
+            return _with_provenance(
+                VerifiedModel(model_path, sig_path, signer, manifest), policy, now
+            )
         error = e if len(problems) == len(e.mismatches) else e.for_mismatches(e.model, problems)
         if ser.shard_size is not None:  # the differing shards already say where
             raise error from None
         raise _with_member_diagnostics(error, manifest, tree, names) from None
-    return VerifiedModel(model_path, sig_path, signer, manifest)
+    return _with_provenance(VerifiedModel(model_path, sig_path, signer, manifest), policy, now)
+
+
+def _with_provenance(
+    verified: VerifiedModel, policy: Policy, now: datetime.datetime | None
+) -> VerifiedModel:
+    """A policy that requires provenance ([provenance] require) has it
+    checked for every model it verifies."""
+    if not policy.provenance.require:
+        return verified
+    from modelsign.provenance import check_model_provenance  # noqa: PLC0415 - a cycle
+
+    return replace(verified, provenance=check_model_provenance(verified, policy, now=now))
 
 
 def _with_member_diagnostics(

@@ -112,4 +112,18 @@ set -e
 [ "$code" -eq 1 ] || { echo "demo FAILED: untrusted key accepted (exit $code)" >&2; exit 1; }
 echo "refused as expected (exit code $code)"
 
+step "12. Sign where the checkpoint is written: modelsign.checkpoints.save in a training loop"
+run $PY - "$work/keys/demo.key" "$work/run" <<'PYEOF'
+import os, sys, torch, modelsign
+from modelsign import checkpoints
+signer = modelsign.KeySigner.from_file(sys.argv[1], passphrase=os.environb[b"MODELSIGN_PASSPHRASE"])
+net = torch.nn.Linear(4, 2)
+for step in (1, 2):
+    net.weight.data.add_(0.1)
+    # step-N.pt never shows without step-N.pt.sig for exactly its bytes
+    checkpoints.save(net.state_dict(), f"{sys.argv[2]}/step-{step}.pt", signer)
+print("wrote", ", ".join(sorted(os.listdir(sys.argv[2]))))
+PYEOF
+run $MS verify "$work/run/step-2.pt" --key "$work/keys/demo.pub"
+
 printf '\n\033[1mdemo complete\033[0m\n'

@@ -31,6 +31,8 @@ from torch.distributed.checkpoint.filesystem import SerializationFormat
 
 import modelsign
 from modelsign import hooks
+from modelsign._digests import Fingerprint
+from modelsign._enumerating import DEFAULT_IGNORES
 from modelsign._hashing import FileDigest
 from modelsign.errors import (
     FileDigestMismatchError,
@@ -53,7 +55,7 @@ from tests.zipkit import make_zip
 
 model_signing_verifying = require("model_signing.verifying", "the reference verifies ECDSA bundles")
 
-IGNORES = (".git", ".gitattributes", ".github", ".gitignore", "model.sig")
+IGNORES = tuple(sorted((*DEFAULT_IGNORES, "model.sig")))
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +109,9 @@ def _sign_unchecked(folder: Path, key: Path) -> None:
     """A bundle for the folder's bytes as they are, without modelsign's
     archive checks: what a careless signer (or another tool) could write."""
     digests = {
-        p.name: FileDigest(p.name, p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
+        p.name: FileDigest(
+            p.name, p.stat().st_size, Fingerprint(digest=hashlib.sha256(p.read_bytes()).hexdigest())
+        )
         for p in sorted(folder.iterdir())
         if p.name != "model.sig"
     }

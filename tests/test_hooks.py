@@ -601,11 +601,14 @@ def test_ambiguous_pt_signed_by_another_tool_never_runs(
     def no_archive_checks(tree: Any, hash_type: str, **kw: Any) -> Any:
         import hashlib
 
+        from modelsign._digests import Fingerprint
         from modelsign._hashing import FileDigest
         from modelsign.manifest import Manifest, Serialization
 
         digests = {
-            f.name: FileDigest(f.name, f.size, hashlib.sha256(f.path.read_bytes()).hexdigest())
+            f.name: FileDigest(
+                f.name, f.size, Fingerprint(hashlib.sha256(f.path.read_bytes()).hexdigest())
+            )
             for f in tree.files
         }
         return Manifest.from_digests(tree.name, digests, Serialization(hash_type))

@@ -48,6 +48,7 @@ import modelsign._archive
 import modelsign._guard
 import modelsign._hashing
 from modelsign import keys
+from modelsign._digests import Fingerprint
 from modelsign._enumerating import DEFAULT_IGNORES, enumerate_model
 from modelsign._hashing import FileDigest
 from modelsign.bundle import PAYLOAD_TYPE, Bundle, Envelope, KeyMaterial, pae
@@ -163,7 +164,9 @@ def sign_as_another_tool(model: Path, key: Path) -> Path:
     signature = model / "model.sig"
     tree = enumerate_model(model, ignore_paths=DEFAULT_IGNORES, signature=signature)
     digests = {
-        f.name: FileDigest(f.name, f.size, hashlib.sha256(f.path.read_bytes()).hexdigest())
+        f.name: FileDigest(
+            f.name, f.size, Fingerprint(hashlib.sha256(f.path.read_bytes()).hexdigest())
+        )
         for f in tree.files
     }
     serialization = Serialization("sha256", ignore_paths=tuple(sorted(tree.ignore_paths)))
@@ -515,9 +518,9 @@ LIMITED_CLI = """
 import resource, sys
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-import modelsign._cli, modelsign._hashing, modelsign.signing, modelsign.verifying
+import modelsign._cli, modelsign._archive, modelsign.signing, modelsign.verifying
 if sys.argv[2] != "default":
-    modelsign._hashing.MAX_MEMBER_BYTES = int(sys.argv[2])
+    modelsign._archive.MAX_MEMBER_BYTES = int(sys.argv[2])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 sys.argv = ["modelsign", *sys.argv[3:]]
 try:
@@ -579,7 +582,7 @@ def test_zip_bomb_signing_is_refused_or_bounded(
 def test_zip_bomb_sign_api_refuses_with_a_lower_member_limit(
     tmp_path: Path, signer: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    monkeypatch.setattr(modelsign._hashing, "MAX_MEMBER_BYTES", 10 * MB)
+    monkeypatch.setattr(modelsign._archive, "MAX_MEMBER_BYTES", 10 * MB)
     model = tmp_path / "model"
     model.mkdir()
     ZIP_BOMBS[name].build(model / "arrays.npz")
@@ -593,7 +596,7 @@ def test_zip_bomb_sign_api_refuses_with_a_lower_member_limit(
 def test_zip_bomb_signed_by_another_tool_is_refused_at_verification(
     tmp_path: Path, signer: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    monkeypatch.setattr(modelsign._hashing, "MAX_MEMBER_BYTES", 10 * MB)
+    monkeypatch.setattr(modelsign._archive, "MAX_MEMBER_BYTES", 10 * MB)
     model = tmp_path / "model"
     model.mkdir()
     ZIP_BOMBS[name].build(model / "arrays.npz")
@@ -606,7 +609,7 @@ def test_zip_bomb_signed_by_another_tool_is_refused_at_verification(
 def test_zip_bomb_signed_by_another_tool_is_refused_by_the_hook(
     tmp_path: Path, signer: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    monkeypatch.setattr(modelsign._hashing, "MAX_MEMBER_BYTES", 10 * MB)
+    monkeypatch.setattr(modelsign._archive, "MAX_MEMBER_BYTES", 10 * MB)
     model = tmp_path / "model"
     model.mkdir()
     ZIP_BOMBS[name].build(model / "arrays.npz")

@@ -33,8 +33,9 @@ from hypothesis import strategies as st
 
 import modelsign
 from modelsign import keys
+from modelsign._digests import DIGEST_HEX_LENGTH, HASH_TYPES
 from modelsign._enumerating import SINGLE_FILE_NAME, check_name, collision_key
-from modelsign._hashing import DIGEST_HEX_LENGTH, HASH_TYPES, MemberDigest
+from modelsign._hashing import MemberDigest
 from modelsign.bundle import (
     MEDIA_TYPE,
     PAYLOAD_TYPE,

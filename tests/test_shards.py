@@ -28,16 +28,8 @@ import pytest
 import modelsign
 import modelsign._guard
 from modelsign import hooks, keys
+from modelsign._digests import Fingerprint, HashScheme, ShardDigest, shard_ranges
 from modelsign._enumerating import DEFAULT_IGNORES
-from modelsign._hashing import (
-    NO_SHARDS,
-    ShardDigest,
-    new_scheme_hasher,
-    parse_shard_fingerprint,
-    scheme,
-    shard_fingerprint,
-    shard_ranges,
-)
 from modelsign.errors import (
     DigestMismatchError,
     Error,
@@ -116,11 +108,15 @@ def expected_shards(
     return out
 
 
-def fingerprint(data: bytes, shard_size: int) -> str:
-    """What the hook compares for a file: ``start:end:sha256;...``."""
-    return ";".join(
-        f"{s}:{min(s + shard_size, len(data))}:{digest('sha256', data[s : s + shard_size])}"
-        for s in range(0, len(data), shard_size)
+def fingerprint(data: bytes, shard_size: int) -> Fingerprint:
+    """What the hook compares for a file: the sha256 of each of its shards."""
+    return Fingerprint(
+        shards=tuple(
+            ShardDigest(
+                s, min(s + shard_size, len(data)), digest("sha256", data[s : s + shard_size])
+            )
+            for s in range(0, len(data), shard_size)
+        )
     )
 
 
@@ -249,7 +245,7 @@ def test_scheme_hasher_matches_independent_shards(hash_type: str, chunks: list[i
     if hash_type == "blake3":
         require("blake3", "the blake3 scheme needs the blake3 package")
     data = content("stream", sum(chunks))
-    h = new_scheme_hasher(scheme(hash_type, SHARD))()
+    h = HashScheme(hash_type, SHARD).hasher()
     offset = 0
     for n in chunks:
         h.update(memoryview(data)[offset : offset + n])
@@ -257,22 +253,39 @@ def test_scheme_hasher_matches_independent_shards(hash_type: str, chunks: list[i
     want = [
         ShardDigest(s, e, digest(hash_type, data[s:e])) for s, e in shard_ranges(len(data), SHARD)
     ]
-    assert h.hexdigest() == shard_fingerprint(want)
-    assert parse_shard_fingerprint(h.hexdigest()) == want
+    got = h.fingerprint()
+    assert got == Fingerprint(shards=tuple(want))
+    assert (got.digest, got.size, got.sharded) == (None, len(data), True)
 
 
-def test_scheme_names_and_the_empty_fingerprint() -> None:
-    assert scheme("sha256") == "sha256"
-    assert scheme("blake2b", 1024) == "blake2b/shards/1024"
-    assert new_scheme_hasher("sha256")().hexdigest() == hashlib.sha256().hexdigest()
-    assert new_scheme_hasher("sha256/shards/16")().hexdigest() == NO_SHARDS
-    assert shard_fingerprint([]) == NO_SHARDS
-    assert parse_shard_fingerprint(NO_SHARDS) == []
+def test_schemes_and_fingerprints_are_typed_values() -> None:
+    assert str(HashScheme("sha256")) == "sha256"
+    assert str(HashScheme("blake2b", 1024)) == "blake2b in shards of 1024 bytes"
+    assert HashScheme("sha256") != HashScheme("sha256", 16)
+    whole = HashScheme("sha256").hasher().fingerprint()
+    assert whole == Fingerprint(digest=hashlib.sha256().hexdigest())
+    assert (whole.sharded, whole.size, str(whole)) == (False, None, hashlib.sha256().hexdigest())
+    empty = HashScheme("sha256", 16).hasher().fingerprint()
+    assert (empty, empty.size, str(empty)) == (Fingerprint(shards=()), 0, "0 shard(s) over 0 bytes")
+    with pytest.raises(ValueError, match="exactly one"):
+        Fingerprint()
+    with pytest.raises(ValueError, match="exactly one"):
+        Fingerprint(digest="00", shards=())
+    with pytest.raises(ValueError, match="shard_size must be positive, not 0"):
+        HashScheme("sha256", 0)
+    with pytest.raises(Error, match="unknown hash type 'md5'"):
+        HashScheme("md5")  # type: ignore[arg-type]
+    a = Fingerprint(shards=(ShardDigest(0, 4, "aa"), ShardDigest(4, 6, "bb")))
+    b = Fingerprint(shards=(ShardDigest(0, 4, "aa"), ShardDigest(4, 6, "cc")))
+    c = Fingerprint(shards=(ShardDigest(0, 4, "aa"),))
+    assert a.difference(b) == (" at shard 4:6", "bb", "cc")
+    assert a.difference(c) == (" (size)", "6 bytes", "4 bytes")
+    assert Fingerprint(digest="aa").difference(Fingerprint(digest="bb")) == ("", "aa", "bb")
 
 
 def test_serialization_shard_size_goes_with_method_shards() -> None:
     ser = Serialization.sharded(SHARD, hash_type="blake2b")
-    assert (ser.method, ser.shard_size, ser.scheme) == ("shards", SHARD, "blake2b/shards/16")
+    assert (ser.method, ser.shard_size, ser.scheme) == ("shards", SHARD, HashScheme("blake2b", 16))
     assert ser.to_json()["shard_size"] == SHARD
     assert "shard_size" not in Serialization().to_json()
     with pytest.raises(ValueError, match="shard_size goes with method 'shards'"):
@@ -342,7 +355,7 @@ def test_file_fingerprints_of_a_shard_manifest(signed: Signed) -> None:
     prints = manifest.file_fingerprints()
     assert sorted(prints) == sorted(LAYOUT)
     for name, data in signed.files.items():
-        assert prints[name] == (fingerprint(data, SHARD) or NO_SHARDS)
+        assert prints[name] == fingerprint(data, SHARD)
 
 
 @pytest.mark.parametrize(
@@ -1398,10 +1411,7 @@ def test_hook_refuses_a_changed_byte_in_a_shard_signed_checkpoint(
         f"refused to load {path}: digest mismatch against {path.parent / 'model.sig'}"
     )
     assert "(entry 'weights.pt' at shard 512:768)" in message
-    assert (
-        f"expected sha256/shards/256:{err.expected}, actual sha256/shards/256:{err.actual}"
-        in message
-    )
+    assert f"expected sha256:{err.expected}, actual sha256:{err.actual}" in message
 
 
 def test_hook_checks_bytesio_against_an_explicit_shard_bundle(
@@ -1689,21 +1699,21 @@ def test_in_memory_bytes_are_not_hashed_in_the_shards_of_a_bundle_of_other_sizes
         source="explicit",
         bundles=(model / "model.sig",),
     )
-    schemes: list[str] = []
-    original = modelsign._guard.new_scheme_hasher
+    schemes: list[HashScheme] = []
+    original = HashScheme.hasher
 
-    def recording(name: str) -> Any:
-        schemes.append(name)
-        return original(name)
+    def recording(self: HashScheme) -> Any:
+        schemes.append(self)
+        return original(self)
 
-    monkeypatch.setattr(modelsign._guard, "new_scheme_hasher", recording)
+    monkeypatch.setattr(HashScheme, "hasher", recording)
     guard = modelsign._guard.Guard(listed)
     with pytest.raises(UnsignedFileError):
         guard.open_memory(bytes(64 * 1024))
-    assert "sha256/shards/1" not in schemes
+    assert HashScheme("sha256", 1) not in schemes
     with guard.open_memory(b"x") as source:  # the signed bytes still pass
         assert source.data == b"x"
-    assert "sha256/shards/1" in schemes
+    assert HashScheme("sha256", 1) in schemes
 
 
 @pytest.mark.parametrize("bad", [1024.0, 1.5, "1M", None.__class__])

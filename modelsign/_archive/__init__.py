@@ -35,7 +35,7 @@ from typing import BinaryIO
 from modelsign._archive._concat import archive_extents, inspect_concatenated, is_concatenation
 from modelsign._archive._io import read_at
 from modelsign._archive._tar import inspect_tar, tar_member_digest
-from modelsign._archive._types import Hasher, Layout, Member
+from modelsign._archive._types import MAX_MEMBER_BYTES, Hasher, Layout, Member
 from modelsign._archive._zip import inspect_zip, zip_member_digest
 from modelsign._archive._zipdir import (
     EOCD_SEARCH,
@@ -46,7 +46,16 @@ from modelsign._archive._zipdir import (
 )
 from modelsign.errors import UnsafeArchiveError
 
-__all__ = ["Hasher", "Layout", "Member", "extents", "inspect", "member_digest"]
+__all__ = [
+    "MAX_MEMBER_BYTES",
+    "Hasher",
+    "Layout",
+    "Member",
+    "check",
+    "extents",
+    "inspect",
+    "member_digest",
+]
 
 
 def inspect(f: BinaryIO, size: int, display_name: str) -> Layout | None:
@@ -135,6 +144,41 @@ def member_digest(
         raise UnsafeArchiveError(
             f"{display_name}: cannot read member {member.name!r}: {type(e).__name__}: {e}"
         ) from e
+
+
+def check(
+    f: BinaryIO, size: int, display_name: str, algorithm: Callable[[], Hasher]
+) -> tuple[Layout | None, dict[int, str]]:
+    """The checks every reader of a model file makes (signing, verifying, the
+    loader hook): a zip or tar archive must be structurally unambiguous, no
+    member may declare more than :data:`MAX_MEMBER_BYTES`, and each compressed
+    member is inflated (bounded, and checked against its declared size and
+    CRC), so that a zip bomb or a member lying about its size is refused, not
+    left to the loader.
+
+    Returns:
+        The layout (``None`` for a file that is no archive) and the compressed
+        members' digests by ``id(member)``.
+
+    Raises:
+        UnsafeArchiveError: what :func:`inspect` and :func:`member_digest` refuse.
+    """
+    layout = inspect(f, size, display_name)
+    if layout is None:
+        return None, {}
+    limit = MAX_MEMBER_BYTES
+    for m in layout.members:
+        if m.size > limit:
+            raise UnsafeArchiveError(
+                f"{display_name}: member {m.name!r} declares {m.size} bytes, more than the "
+                f"limit of {limit} bytes"
+            )
+    inflated = {
+        id(m): member_digest(f, layout, m, algorithm, display_name, limit)
+        for m in layout.members
+        if m.data_range is None
+    }
+    return layout, inflated
 
 
 def _inspect(f: BinaryIO, size: int, display_name: str) -> Layout | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
+
+from modelsign._digests import Hasher
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,16 @@ class Layout:
     members: tuple[Member, ...]
 
 
-class Hasher(Protocol):
-    """What :func:`member_digest` needs of a hash object: ``hashlib._Hash`` and blake3 fit."""
-
-    def update(self, data: bytes, /) -> object: ...
-    def hexdigest(self) -> str: ...
-
+__all__ = [
+    "CHUNK",
+    "MAX_CENTRAL_DIRECTORY_SIZE",
+    "MAX_ENTRIES",
+    "MAX_MEMBER_BYTES",
+    "MAX_TAR_EXTENSION_HEADER",
+    "Hasher",
+    "Layout",
+    "Member",
+]
 
 # Limits. Real models have a few thousand members at most.
 MAX_ENTRIES = 1_000_000
@@ -46,3 +52,5 @@ MAX_CENTRAL_DIRECTORY_SIZE = 512 * 1024 * 1024
 MAX_TAR_EXTENSION_HEADER = 1024 * 1024
 # Read and inflate in pieces of this size, so memory stays bounded.
 CHUNK = 1024 * 1024
+# Compressed archive members inflating past this are refused (zip bombs).
+MAX_MEMBER_BYTES = 64 * 1024**3

@@ -228,8 +228,17 @@ def install(policy: Policy | str | os.PathLike[str] | None = None) -> None:
     ``policy`` is a :class:`~modelsign.policy.Policy`, the path of a policy
     file, or None for the file ``MODELSIGN_POLICY`` names (never one found in
     the working directory). Installing again replaces the policy, except under
-    active :func:`enforce` blocks, whose policy it cannot change. Raises
-    :class:`~modelsign.errors.ConfigError` when the policy has no trust anchor.
+    active :func:`enforce` blocks, whose policy it cannot change.
+
+    Args:
+        policy: a :class:`~modelsign.policy.Policy`, a policy file, or None.
+
+    Returns:
+        None: the loaders are patched when this returns.
+
+    Raises:
+        ConfigError: no policy named, an unreadable or invalid policy, one
+            with no trust anchor, or another policy under :func:`enforce`.
     """
     global _owner  # noqa: PLW0603 - one process-wide state, by design
     wanted = _as_policy(policy)
@@ -267,8 +276,12 @@ def _activate(policy: Policy) -> None:
 def uninstall() -> None:
     """Turn enforcement off and restore the exact original functions.
 
-    Raises :class:`~modelsign.errors.ConfigError` while :func:`enforce`
-    blocks are active (in any thread): it would lower their protection.
+    Returns:
+        None: the original functions are back when this returns.
+
+    Raises:
+        ConfigError: while :func:`enforce` blocks are active (in any
+            thread): it would lower their protection.
     """
     global _owner  # noqa: PLW0603 - one process-wide state, by design
     with _lock:
@@ -294,23 +307,40 @@ def _deactivate() -> None:
 
 
 def watched_modules() -> list[str]:
-    """The modules whose loader entry points enforcement patches (now, or
-    when they are imported)."""
+    """The modules whose loader entry points enforcement patches.
+
+    Returns:
+        Module names, patched now or when they are imported.
+    """
     return sorted(_TARGETS)
 
 
 def installed() -> bool:
+    """Whether enforcement is on in this process.
+
+    Returns:
+        True between :func:`install` (or an :func:`enforce` block) and the end.
+    """
     return current_guard() is not None
 
 
 def covered() -> list[str]:
-    """The loader entry points patched right now."""
+    """The loader entry points patched right now.
+
+    Returns:
+        Qualified names such as ``torch.load``, in the order they were patched.
+    """
     with _lock:
         return [f"{getattr(obj, '__name__', obj)}.{attr}" for obj, attr, _ in _originals]
 
 
 def status() -> dict[str, Any]:
-    """Whether enforcement is on, under which policy, and which loaders it covers."""
+    """Whether enforcement is on, under which policy, and which loaders it covers.
+
+    Returns:
+        A JSON-ready mapping (``manifests/cli/status.schema.json`` describes
+        the fields ``modelsign status --json`` prints from it).
+    """
     guard = current_guard()
     return {
         "active": guard is not None,
@@ -338,6 +368,17 @@ def enforce(policy: Policy | str | os.PathLike[str] | None = None) -> Iterator[P
     ask for the same policy, or none); enforcement that a block turned on goes
     off when the last block of any thread ends, never while another thread is
     still inside one, and never if :func:`install` was called meanwhile.
+
+    Args:
+        policy: a :class:`~modelsign.policy.Policy`, a policy file, or None
+            (the file ``MODELSIGN_POLICY`` names, or the active policy).
+
+    Yields:
+        The policy in force inside the block.
+
+    Raises:
+        ConfigError: as :func:`install`, or a block asking for another
+            policy than the one in force.
     """
     global _blocks, _owner  # noqa: PLW0603 - one process-wide state, by design
     wanted = None if policy is None else _as_policy(policy)

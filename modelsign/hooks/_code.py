@@ -34,8 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modelsign._digests import Fingerprint, HashScheme
 from modelsign._guard import Guard, LoadSource
-from modelsign._hashing import new_scheme_hasher
 from modelsign.errors import LoadRefusedError, UnsafeLoadError
 from modelsign.hooks._common import checked, current_guard, is_path, refuse, trusted_load
 from modelsign.hooks._loaders import local_directory
@@ -181,18 +181,22 @@ def package_patches(module: Any) -> list[Patch]:
 
 #: Files in transformers' module cache whose bytes were checked against a
 #: verified model folder: absolute path -> (hash scheme, signed fingerprint).
-_checked_modules: dict[str, tuple[str, str]] = {}
+_checked_modules: dict[str, tuple[HashScheme, Fingerprint]] = {}
 _checked_lock = threading.Lock()
 
 
-def _fingerprint(path: Path, scheme: str) -> str | None:
+def _fingerprint(path: Path, scheme: HashScheme) -> Fingerprint | None:
     try:
         data = path.read_bytes()
     except OSError:
         return None
-    h = new_scheme_hasher(scheme)()
+    h = scheme.hasher()
     h.update(data)
-    return h.hexdigest()
+    return h.fingerprint()
+
+
+def _text(fingerprint: Fingerprint | None) -> str | None:
+    return None if fingerprint is None else str(fingerprint)
 
 
 def _modules_cache() -> Path:
@@ -262,11 +266,11 @@ def _check_copies(guard: Guard, manifest: Any, copied: Path, module_file: str, s
                 guard,
                 UnsafeLoadError(
                     f"transformers' copy {file} of {name!r} is not the signed file "
-                    f"(expected {scheme}:{expected}, actual {scheme}:{actual})",
+                    f"(expected {scheme.hash_type}:{expected}, actual {scheme.hash_type}:{actual})",
                     target=source,
                     policy=guard.policy.describe(),
-                    expected=expected,
-                    actual=actual,
+                    expected=_text(expected),
+                    actual=_text(actual),
                 ),
             )
             continue
@@ -288,7 +292,7 @@ def get_class_in_module(orig: Callable[..., Any]) -> Callable[..., Any]:
                 checked = _checked_modules.get(str(file.resolve()))
             actual = None if checked is None else _fingerprint(file, checked[0])
             if checked is None or actual != checked[1]:
-                state = "unchecked" if checked is None else actual
+                state = "unchecked" if checked is None else _text(actual)
                 refuse(
                     guard,
                     UnsafeLoadError(
@@ -296,8 +300,8 @@ def get_class_in_module(orig: Callable[..., Any]) -> Callable[..., Any]:
                         f"(expected a checked copy, actual {state})",
                         target=str(file),
                         policy=guard.policy.describe(),
-                        expected=None if checked is None else checked[1],
-                        actual=actual,
+                        expected=None if checked is None else _text(checked[1]),
+                        actual=_text(actual),
                     ),
                 )
         return orig(class_name, module_path, *args, **kwargs)

@@ -15,8 +15,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from modelsign._digests import Fingerprint, HashScheme
 from modelsign._guard import Guard, LoadSource, fileno_of
-from modelsign._hashing import fingerprint_size, new_scheme_hasher
 from modelsign.errors import LoadRefusedError, UnsafeLoadError
 from modelsign.hooks._common import (
     active,
@@ -315,7 +315,7 @@ _verified_folders: contextvars.ContextVar[frozenset[str]] = contextvars.ContextV
 
 #: (hash scheme, file digests) of the directory a from_pretrained call verified, for
 #: the bytes transformers reads without a hooked loader.
-_directory_digests: contextvars.ContextVar[tuple[str, frozenset[str]] | None] = (
+_directory_digests: contextvars.ContextVar[tuple[HashScheme, frozenset[Fingerprint]] | None] = (
     contextvars.ContextVar("modelsign_directory_digests", default=None)
 )
 
@@ -325,11 +325,11 @@ def _in_verified_directory(data: bytes) -> bool:
     if verified is None:
         return False
     scheme, digests = verified
-    if "/shards/" in scheme and not any(fingerprint_size(d) == len(data) for d in digests):
+    if not any(scheme.could_match(d, len(data)) for d in digests):
         return False  # no verified file has this size: not hashed in (maybe tiny) shards
-    h = new_scheme_hasher(scheme)()
+    h = scheme.hasher()
     h.update(data)
-    return h.hexdigest() in digests
+    return h.fingerprint() in digests
 
 
 def safe_load_bytes(orig: Callable[..., Any]) -> Callable[..., Any]:

@@ -62,15 +62,10 @@ from torch.distributed.checkpoint.planner import SavePlan, SavePlanner
 from torch.distributed.checkpoint.storage import WriteResult
 from torch.futures import Future
 
+from modelsign import _archive
+from modelsign._digests import Fingerprint, Hasher, new_hasher
 from modelsign._enumerating import DEFAULT_IGNORES, enumerate_model
-from modelsign._hashing import (
-    CHUNK_SIZE,
-    FileDigest,
-    Hasher,
-    MemberDigest,
-    check_archive,
-    new_hasher,
-)
+from modelsign._hashing import CHUNK_SIZE, FileDigest, MemberDigest
 from modelsign.errors import UnsafeModelError, UsageError
 from modelsign.keys import PrivateKey
 from modelsign.manifest import HashType, Manifest, Serialization
@@ -381,9 +376,9 @@ class _HashingStream:
                 f"{self._path}: changed while it was written: {self._offset} bytes written, "
                 f"the file has {size}"
             )
-        whole = self._whole.hexdigest()
+        whole = Fingerprint(digest=self._whole.hexdigest())
         with open(self._fd, "rb", closefd=False) as f:
-            layout, inflated = check_archive(f, size, str(self._path), self._factory)
+            layout, inflated = _archive.check(f, size, str(self._path), self._factory)
             if layout is None:
                 return FileDigest(name, size, whole)
             members = []
@@ -450,7 +445,7 @@ def _pack(digests: Sequence[FileDigest]) -> _Packed:
             (
                 d.name,
                 d.size,
-                d.digest,
+                d.fingerprint.digest,
                 d.archive,
                 tuple((m.name, m.size, m.digest, m.compression) for m in d.members),
             )
@@ -465,6 +460,12 @@ def _is_pack(value: object) -> bool:
 
 def _unpack(packed: _Packed) -> list[FileDigest]:
     return [
-        FileDigest(name, size, digest, archive, tuple(MemberDigest(*m) for m in members))
+        FileDigest(
+            name,
+            size,
+            Fingerprint(digest=digest),
+            archive,
+            tuple(MemberDigest(*m) for m in members),
+        )
         for name, size, digest, archive, members in packed[1]
     ]
