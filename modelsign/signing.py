@@ -39,6 +39,7 @@ __all__ = [
     "as_signer",
     "default_signature_path",
     "sign",
+    "sign_manifest",
     "sign_payload",
 ]
 
@@ -374,9 +375,7 @@ def sign(
     )
     if release is not None:
         manifest = replace(manifest, release=release)
-    data, signed_by = sign_payload(manifest.to_payload(), signer, keyless)
-    write_atomic(sig_path, data)
-    return SignedModel(sig_path, manifest, signed_by)
+    return _write_bundle(manifest, signer, keyless, sig_path)
 
 
 def _release(name: str | None, version: str | None) -> Release | None:
@@ -388,6 +387,46 @@ def _release(name: str | None, version: str | None) -> Release | None:
             )
         return None
     return Release(name, version)
+
+
+def sign_manifest(
+    manifest: Manifest,
+    signer: Signer | PrivateKey | str | os.PathLike[str],
+    signature: str | os.PathLike[str],
+    *,
+    force: bool = False,
+) -> SignedModel:
+    """Sign a manifest whose files were hashed elsewhere (as they were
+    written, say) and write its bundle, exactly as :func:`sign` writes the
+    bundle of the manifest it builds.
+
+    Args:
+        manifest: what to sign (:meth:`~modelsign.manifest.Manifest.from_digests`).
+        signer: as :func:`sign` takes it.
+        signature: where to write the bundle, through a temporary file and
+            ``os.replace``.
+        force: as :func:`sign` takes it.
+
+    Returns:
+        What was written: the bundle's path, the manifest, the signer.
+
+    Raises:
+        UsageError: as :func:`sign` raises it.
+    """
+    resolved = as_signer(signer)
+    keyless = keyless_session(resolved) if isinstance(resolved, SigstoreSigner) else None
+    sig_path = Path(signature)
+    if not force and os.path.lexists(sig_path):
+        refuse_replacing(sig_path, describe_signer(resolved, keyless))
+    return _write_bundle(manifest, resolved, keyless, sig_path)
+
+
+def _write_bundle(
+    manifest: Manifest, signer: Signer, keyless: tuple[Any, Any] | None, sig_path: Path
+) -> SignedModel:
+    data, signed_by = sign_payload(manifest.to_payload(), signer, keyless)
+    write_atomic(sig_path, data)
+    return SignedModel(sig_path, manifest, signed_by)
 
 
 def sign_payload(

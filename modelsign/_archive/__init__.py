@@ -32,6 +32,7 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
+from modelsign._archive._concat import archive_extents, inspect_concatenated, is_concatenation
 from modelsign._archive._io import read_at
 from modelsign._archive._tar import inspect_tar, tar_member_digest
 from modelsign._archive._types import MAX_MEMBER_BYTES, Hasher, Layout, Member
@@ -51,6 +52,7 @@ __all__ = [
     "Layout",
     "Member",
     "check",
+    "extents",
     "inspect",
     "member_digest",
 ]
@@ -63,6 +65,11 @@ def inspect(f: BinaryIO, size: int, display_name: str) -> Layout | None:
     text, an empty file). Raises :class:`UnsafeArchiveError` when it is an archive
     that readers could interpret differently, or one that claims to be an archive
     (zip signature at offset 0, ``ustar`` magic) but cannot be parsed.
+
+    A distributed checkpoint's data file (``display_name`` ends in ``.distcp``)
+    that starts like a zip is torch archives end to end: each is checked as a
+    ``.pt`` file, and its members are named ``@OFFSET/NAME`` (see
+    :mod:`modelsign._archive._concat`).
     """
     try:
         return _inspect(f, size, display_name)
@@ -81,6 +88,21 @@ def inspect(f: BinaryIO, size: int, display_name: str) -> Layout | None:
         raise UnsafeArchiveError(
             f"{display_name}: cannot parse the archive structure: {type(e).__name__}: {e}"
         ) from e
+
+
+def extents(f: BinaryIO, size: int, display_name: str) -> list[tuple[int, int]]:
+    """The ``[start, end)`` offsets of the archives a loader may read from the
+    file on its own: each archive of a ``.distcp`` file, the whole of another
+    zip file, none for anything else. Only for a file :func:`inspect` accepted."""
+    layout = inspect(f, size, display_name)
+    if layout is None or layout.kind != "zip":
+        return []
+    if not is_concatenation(display_name):
+        return [(0, size)]
+    try:
+        return archive_extents(f, size, display_name)
+    except (struct.error, OSError, ValueError) as e:
+        raise UnsafeArchiveError(f"{display_name}: cannot parse the archives: {e}") from e
 
 
 def member_digest(
@@ -161,6 +183,8 @@ def check(
 
 def _inspect(f: BinaryIO, size: int, display_name: str) -> Layout | None:
     head = read_at(f, 0, min(size, tarfile.BLOCKSIZE), size, display_name, "the file header")
+    if head.startswith(LOCAL_SIG) and is_concatenation(display_name):
+        return inspect_concatenated(f, size, display_name)
     # torch.load and numpy.load decide "zip" by these signatures at offset 0, so
     # such a file must be a valid zip: one without an end record is refused, not
     # passed on as "not an archive".
@@ -184,4 +208,6 @@ def _inspect(f: BinaryIO, size: int, display_name: str) -> Layout | None:
     found = find_end_record(f, size, display_name)
     if found is None or not zipfile_would_open(f, size, display_name, found):
         return None
+    if is_concatenation(display_name):  # refused, saying where the stray bytes are
+        return inspect_concatenated(f, size, display_name)
     return inspect_zip(f, size, display_name, found)[0]

@@ -7,7 +7,7 @@ import itertools
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from modelsign._archive._inflate import inflate_buffered, inflate_deflate, inflate_lzma
@@ -127,6 +127,23 @@ def inspect_zip(
         members.append(member)
         by_name[entry.name] = entry
     return Layout(kind="zip", members=tuple(members)), by_name
+
+
+def relocated(member: Member, offset: int, name: str) -> Member:
+    """``member`` of an archive that starts ``offset`` bytes into a larger
+    file, named ``name``: its data range (and what :func:`zip_member_digest`
+    reads) in that file's offsets."""
+    data = getattr(member, _ZIP_DATA_ATTR)
+    assert isinstance(data, _ZipData)
+    start_end = member.data_range
+    moved = Member(
+        name=name,
+        size=member.size,
+        data_range=None if start_end is None else (start_end[0] + offset, start_end[1] + offset),
+        compression=member.compression,
+    )
+    object.__setattr__(moved, _ZIP_DATA_ATTR, replace(data, data_start=data.data_start + offset))
+    return moved
 
 
 def _check_zip_names(name: str, entries: list[ZipEntry]) -> None:

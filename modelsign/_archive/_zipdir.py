@@ -95,6 +95,37 @@ def find_end_record(f: BinaryIO, size: int, display_name: str) -> EndRecord | No
     )
 
 
+def end_record_at(f: BinaryIO, position: int, size: int, display_name: str) -> EndRecord | None:
+    """The end record that starts at ``position``, when its signature is there
+    (an archive without a comment ends with it: torch writes none)."""
+    if position < 0 or position + _EOCD.size > size:
+        return None
+    raw = read_at(f, position, _EOCD.size, size, display_name, "the zip end record")
+    if raw[:4] != EOCD_SIG:
+        return None
+    _, disk, cd_disk, on_disk, total, cd_size, cd_offset, comment_length = _EOCD.unpack(raw)
+    return EndRecord(position, disk, cd_disk, on_disk, total, cd_size, cd_offset, comment_length)
+
+
+def archive_start(f: BinaryIO, size: int, display_name: str, end: EndRecord) -> int:
+    """Where the zip archive whose end record is ``end`` starts, by its own
+    offsets (which count from its first byte): the zip64 locator says how far
+    into the archive its zip64 end record is, which lies right before the
+    locator; without zip64, the end record says where the directory is and
+    how long it is, and it lies right before the end record. Only a
+    candidate: :func:`read_directory` and the member checks of the archive
+    from there prove it."""
+    locator_pos = end.position - _LOCATOR.size
+    if (
+        locator_pos >= 0
+        and read_at(f, locator_pos, 4, size, display_name, "the zip64 locator") == _LOCATOR_SIG
+    ):
+        raw = read_at(f, locator_pos, _LOCATOR.size, size, display_name, "the zip64 locator")
+        _, _, record_pos, _ = _LOCATOR.unpack(raw)
+        return int(locator_pos - _EOCD64.size - record_pos)
+    return end.position - end.cd_size - end.cd_offset
+
+
 def zipfile_would_open(f: BinaryIO, size: int, display_name: str, end: EndRecord) -> bool:
     """Whether Python's zipfile would accept this end record, whatever precedes the zip."""
     if end.position >= _LOCATOR.size:

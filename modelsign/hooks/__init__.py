@@ -10,7 +10,9 @@ or ``with modelsign.enforce(policy): ...``. Covered: ``torch.load`` and
 (files from disk) and ``loads`` (opt-in, by digest); ``numpy.load``;
 ``joblib.load``; ``safetensors.safe_open`` and ``safetensors.torch.load_file``;
 the names ``transformers.modeling_utils`` imported from them, and
-``PreTrainedModel.from_pretrained`` (whole-directory verification).
+``PreTrainedModel.from_pretrained`` (whole-directory verification);
+``torch.distributed.checkpoint`` reads (``FileSystemReader``: ``.metadata``
+and each ``.distcp`` file it reads, from verified bytes).
 
 A module that is not imported yet is patched when it is imported, so
 ``install()`` itself imports neither torch nor anything else heavy.
@@ -30,7 +32,7 @@ from typing import Any
 
 from modelsign._guard import Guard
 from modelsign.errors import ConfigError
-from modelsign.hooks import _audit, _children, _code, _formats, _loaders, _pickle
+from modelsign.hooks import _audit, _children, _code, _dcp, _formats, _loaders, _pickle
 from modelsign.hooks._common import current_guard, set_guard
 from modelsign.policy import Policy
 
@@ -76,6 +78,9 @@ _TARGETS: dict[str, Callable[[ModuleType], list[Patch]]] = {
     "safetensors": _safetensors,
     "safetensors.torch": _safetensors,
     "safetensors.numpy": _safetensors,
+    "torch.distributed.checkpoint.filesystem": _dcp.patches,
+    "torch.distributed.checkpoint.state_dict_loader": _dcp.patches,
+    "torch.distributed.checkpoint": _dcp.patches,
     "transformers.dynamic_module_utils": _code.transformers_patches,
     "transformers.generation.utils": _code.transformers_patches,
     **{
@@ -100,6 +105,9 @@ _TARGETS: dict[str, Callable[[ModuleType], list[Patch]]] = {
         )
     },
 }
+
+# DCP's object collectives may resolve its plan and metadata types.
+_audit.LIMITED_CHANNELS[_dcp.COLLECTIVES] = _dcp.collective_global
 
 _lock = threading.RLock()
 #: (object, attribute, original value) of every patch in force, in order.

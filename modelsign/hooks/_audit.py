@@ -24,6 +24,7 @@ the global is even imported. A missing mark therefore refuses: it never loads.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
@@ -129,6 +130,13 @@ CHANNELS: tuple[tuple[str, str | None, str], ...] = (
     ("torch.multiprocessing.queue", "ConnectionWrapper", "recv"),
 )
 
+#: Channels trusted with more than the allowlist, but not with everything:
+#: (module, class or None, function) of the unpickler's direct caller -> which
+#: further ``(module, name)`` globals it may resolve. modelsign.hooks fills it
+#: (torch.distributed's object collectives carry distributed checkpoint
+#: plans: :mod:`modelsign.hooks._dcp`).
+LIMITED_CHANNELS: dict[tuple[str, str | None, str], Callable[[str, str], bool]] = {}
+
 #: Modules whose top-level code, run as ``python -m MODULE`` to start a child,
 #: unpickles what the parent sends on a pipe: joblib's loky workers.
 MAIN_CHANNELS = frozenset({"joblib.externals.loky.backend.popen_loky_posix"})
@@ -158,19 +166,21 @@ def allowed(module: str, name: str, extra: frozenset[str] = frozenset()) -> bool
 
 # ----------------------------------------------------------------- channels
 
-_channel_cache: tuple[tuple[int, ...], frozenset[CodeType]] = ((), frozenset())
+Channel = tuple[str, str | None, str]
+
+_channel_cache: dict[tuple[Channel, ...], tuple[tuple[int, ...], frozenset[CodeType]]] = {}
 
 
-def _channel_codes() -> frozenset[CodeType]:
-    """The code objects of :data:`CHANNELS` in the modules imported now
+def _channel_codes(channels: tuple[Channel, ...] = CHANNELS) -> frozenset[CodeType]:
+    """The code objects of ``channels`` in the modules imported now
     (recomputed when one of them is imported or reloaded)."""
-    global _channel_cache  # noqa: PLW0603 - a cache of immutable values
-    modules = [sys.modules.get(m) for m, _, _ in CHANNELS]
+    modules = [sys.modules.get(m) for m, _, _ in channels]
     key = tuple(id(m) for m in modules)
-    if key == _channel_cache[0]:
-        return _channel_cache[1]
+    cached = _channel_cache.get(channels)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     codes = set()
-    for module, (_, owner, function) in zip(modules, CHANNELS, strict=True):
+    for module, (_, owner, function) in zip(modules, channels, strict=True):
         if module is None:
             continue
         namespace = getattr(module, owner, None) if owner else module
@@ -178,8 +188,8 @@ def _channel_codes() -> frozenset[CodeType]:
         code = getattr(func, "__code__", None)
         if isinstance(code, CodeType):
             codes.add(code)
-    _channel_cache = (key, frozenset(codes))
-    return _channel_cache[1]
+    _channel_cache[channels] = (key, frozenset(codes))
+    return frozenset(codes)
 
 
 def _caller(frame: FrameType | None) -> FrameType | None:
@@ -194,12 +204,26 @@ def _caller(frame: FrameType | None) -> FrameType | None:
     return None
 
 
-def _from_channel() -> bool:
-    """Whether the unpickler was called directly by one of :data:`CHANNELS`."""
+def _limited_channel(caller: FrameType | None, module: str, name: str) -> bool:
+    """Whether the unpickler's direct caller is one of :data:`LIMITED_CHANNELS`
+    that may resolve ``module.name``."""
+    if caller is None:
+        return False
+    return any(
+        caller.f_code in _channel_codes((channel,)) and allows(module, name)
+        for channel, allows in LIMITED_CHANNELS.items()
+    )
+
+
+def _from_channel(module: str = "", name: str = "") -> bool:
+    """Whether the unpickler was called directly by one of :data:`CHANNELS`
+    (or by one of :data:`LIMITED_CHANNELS` that allows ``module.name``)."""
     codes = _channel_codes()
     # Frame 0 is this module's hook; 1 is who raised the event: the Python
     # unpickler's find_class, or (C unpickler) the caller of load()/loads().
     caller = _caller(sys._getframe(2))
+    if _limited_channel(caller, module, name):
+        return True
     if caller is None:
         return False
     if caller.f_code in codes:
@@ -228,7 +252,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     if policy.unverified_pickles == "allow":
         return
     module, name = (str(a) for a in args[:2])
-    if allowed(module, name, policy.allowed_globals) or _from_channel():
+    if allowed(module, name, policy.allowed_globals) or _from_channel(module, name):
         return
     what = _common.unverified_what.get() or "an unpickling of bytes no trusted bundle vouches for"
     refusal = ForbiddenGlobalError(

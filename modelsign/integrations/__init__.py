@@ -10,7 +10,11 @@
   'modelsign[lightning]'``): :class:`~modelsign.integrations.lightning.SigningCheckpointIO`
   writes each checkpoint file and its bundle so that the file never appears
   without it, and removes both when Lightning removes the checkpoint.
+- :mod:`modelsign.integrations.dcp` (torch only):
+  :class:`~modelsign.integrations.dcp.SigningFileSystemWriter` is the
+  ``FileSystemWriter`` of ``torch.distributed.checkpoint`` whose ranks hash
+  what they write; the coordinator signs the folder after ``.metadata``.
 
 Each takes a signer as :func:`modelsign.sign` does. Importing this package
-imports neither framework; each module imports its own.
+imports no framework; each module imports its own.
 """
