@@ -39,6 +39,13 @@ FLAGS = {
     "passphrase": "--passphrase-file or MODELSIGN_PASSPHRASE (or type it on a terminal)",
     "force": "--force",
     "identity_token": "--identity-token, --identity-token-file or --oauth",
+    "destination": "--to ",
+    "weaker": "--weaker-sandbox ",
+    "timeout": "--timeout ",
+    "memory_limit": "--memory-limit ",
+    "cpu_limit": "--cpu-limit ",
+    "output_limit": "--max-output-size ",
+    "writable": "--writable ",
 }
 
 
