@@ -344,7 +344,6 @@ def _run(
         raise SandboxUnavailableError(
             f"the {layer} sandbox layer is unavailable: {first.get('reason')}; nothing was loaded",
             layer=layer,
-            parameter="weaker",
         )
     try:
         if first["event"] != "sandboxed" or not isinstance(first.get("layers"), list):

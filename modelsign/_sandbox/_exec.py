@@ -126,6 +126,5 @@ def restrict_for_run(
         raise SandboxUnavailableError(
             f"the {e.layer} sandbox layer is unavailable: {e.reason}; the program was not started",
             layer=e.layer,
-            parameter="weaker",
         ) from e
     return reports
