@@ -12,7 +12,6 @@ import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from modelsign.errors import (
     UsageError,
     WeightsOnlyRefusedError,
 )
-from tests.conftest import require
+from tests.conftest import connections, require
 from tests.test_json_output import validate
 
 torch = require("torch", "the converter loads checkpoints with torch")
@@ -306,25 +305,6 @@ def test_a_pickle_that_changes_a_file_mode_outside_fails_with_no_effect(
     assert oct(precious.stat().st_mode & 0o777) == "0o600"
 
 
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    """A TCP server on this machine's loopback: the pickle's target."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        server.setblocking(False)
-        yield server
-
-
-def no_connection(server: socket.socket) -> bool:
-    try:
-        connection, _ = server.accept()
-    except BlockingIOError:
-        return True
-    connection.close()
-    return False
-
-
 def test_a_pickle_that_opens_a_socket_fails_with_no_effect(
     tmp_path: Path, out: Path, listener: socket.socket
 ) -> None:
@@ -334,7 +314,7 @@ def test_a_pickle_that_opens_a_socket_fails_with_no_effect(
     with pytest.raises(SandboxedLoadError) as info:
         convert(source, out / "s.safetensors", allow_pickle=True)
     assert_denied(info, source, "PermissionError", "Operation not permitted")
-    assert no_connection(listener)
+    assert connections(listener) == 0
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from modelsign._cli._app import app, errors, print_json, shown
+from modelsign._cli._enforce import WeakerSandboxOption
 from modelsign._cli._progress import parse_size
 from modelsign._cli._sign import (
     CertificateOption,
@@ -81,14 +82,7 @@ def convert(
             metavar="SIZE",
         ),
     ] = None,
-    weaker_sandbox: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Run even where this system lacks LAYER (netns, landlock or seccomp): a weaker "
-            "sandbox (repeatable).",
-            metavar="LAYER",
-        ),
-    ] = None,
+    weaker_sandbox: WeakerSandboxOption = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace OUT.safetensors (and its signature).")
     ] = False,

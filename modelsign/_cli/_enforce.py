@@ -11,6 +11,16 @@ import typer
 from modelsign._cli._app import app, errors, message_of, print_json
 from modelsign.errors import Error, UsageError
 
+# Shared with `convert`.
+WeakerSandboxOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Run even where this system lacks LAYER (netns, landlock or seccomp): a weaker "
+        "sandbox (repeatable).",
+        metavar="LAYER",
+    ),
+]
+
 
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
@@ -35,14 +45,7 @@ def run(
     no_network: Annotated[
         bool, typer.Option("--no-network", help="With --sandbox: no network at all.")
     ] = False,
-    weaker_sandbox: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="With --sandbox: run even where this system lacks LAYER (netns, landlock or "
-            "seccomp) (repeatable).",
-            metavar="LAYER",
-        ),
-    ] = None,
+    weaker_sandbox: WeakerSandboxOption = None,
 ) -> None:
     """Run a program with enforcement active from its first line.
 
