@@ -2,7 +2,7 @@
 untrusted checkpoint (``modelsign convert``), and a program started by
 ``modelsign run --sandbox``.
 
-Layers (docs/adr/0003-sandbox.md says which does what, and what happens on a
+Layers (docs/adr/0004-sandbox.md says which does what, and what happens on a
 kernel without it):
 
 * ``rlimits`` and ``no_new_privs`` (:mod:`._process`), on every Linux;
