@@ -30,6 +30,10 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool 
         raise OverwriteError(f"{path}: already exists; modelsign never overwrites it") from e
     except OSError as e:
         raise UsageError(f"{path}: cannot write: {e.strerror}") from e
+    _sync_folder(directory)
+
+
+def _sync_folder(directory: Path) -> None:
     with contextlib.suppress(OSError):
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
@@ -62,3 +66,23 @@ def _write_named(directory: Path, path: Path, data: bytes, mode: int, overwrite:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def move_into_place(source: Path, path: Path, *, overwrite: bool = True) -> None:
+    """Move the complete file ``source`` (on ``path``'s file system) to
+    ``path`` in one step: a reader sees the old file or the whole new one.
+
+    With ``overwrite=False`` the step is ``os.link``, which fails if ``path``
+    exists, then ``source`` is removed.
+    """
+    try:
+        if overwrite:
+            os.replace(source, path)
+        else:
+            os.link(source, path)
+            os.unlink(source)
+    except FileExistsError as e:
+        raise OverwriteError(f"{path}: already exists; modelsign never overwrites it") from e
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write: {e.strerror}") from e
+    _sync_folder(path.parent if str(path.parent) else Path("."))

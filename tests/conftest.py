@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Generator, Iterator
@@ -272,3 +273,26 @@ def flip_byte(path: Path, offset: int | None = None) -> None:
     pos = len(data) // 2 if offset is None else offset
     data[pos] ^= 0x01
     path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A TCP server on the loopback (a sandboxed process must not reach it);
+    :func:`connections` counts what reached it."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        server.setblocking(False)
+        yield server
+
+
+def connections(server: socket.socket) -> int:
+    """Accept (and close) every pending connection of ``server``; how many."""
+    count = 0
+    while True:
+        try:
+            connection, _ = server.accept()
+        except BlockingIOError:
+            return count
+        connection.close()
+        count += 1

@@ -47,6 +47,13 @@ FLAGS = {
     "code": "--code ",
     "started": "--started ",
     "finished": "--finished ",
+    "destination": "--to ",
+    "weaker": "--weaker-sandbox ",
+    "timeout": "--timeout ",
+    "memory_limit": "--memory-limit ",
+    "cpu_limit": "--cpu-limit ",
+    "output_limit": "--max-output-size ",
+    "writable": "--writable ",
 }
 
 

@@ -11,6 +11,16 @@ import typer
 from modelsign._cli._app import app, errors, message_of, print_json
 from modelsign.errors import UsageError
 
+# Shared with `convert`.
+WeakerSandboxOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Run even where this system lacks LAYER (netns, landlock or seccomp): a weaker "
+        "sandbox (repeatable).",
+        metavar="LAYER",
+    ),
+]
+
 
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
@@ -18,6 +28,24 @@ from modelsign.errors import UsageError
 def run(
     ctx: typer.Context,
     policy: Annotated[Path, typer.Option(help="The TOML trust policy to enforce.")],
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox",
+            help="Restrict the program: every file read-only but under --writable, no chmod or "
+            "chown, no ptrace, mount or kernel keyring (Landlock, seccomp, no_new_privs).",
+        ),
+    ] = False,
+    writable: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="With --sandbox: a folder the program may write (repeatable).", metavar="DIR"
+        ),
+    ] = None,
+    no_network: Annotated[
+        bool, typer.Option("--no-network", help="With --sandbox: no network at all.")
+    ] = False,
+    weaker_sandbox: WeakerSandboxOption = None,
 ) -> None:
     """Run a program with enforcement active from its first line.
 
@@ -27,6 +55,9 @@ def run(
     this environment then installs the loader hooks before the program's first
     import. A program that is a Python without modelsign is refused, so that
     enforcement is never silently off. Exits with the program's exit code.
+
+    With --sandbox the program cannot change the policy, the models or any
+    file outside the --writable folders (docs/adr/0006-sandbox.md).
     """
     from modelsign.policy import Policy  # noqa: PLC0415
 
@@ -36,13 +67,33 @@ def run(
             command = command[1:]
         if not command:
             raise UsageError("give the program to run after --, e.g. -- python serve.py")
-        Policy.load(policy)  # refuse a bad policy here, with a clear message
+        loaded = Policy.load(policy)  # refuse a bad policy here, with a clear message
         env = {**os.environ, "MODELSIGN_POLICY": str(policy.resolve())}
         _check_enforcement(command, env)
+        if sandbox:
+            from modelsign._sandbox import restrict_for_run  # noqa: PLC0415
+
+            restrict_for_run(
+                writable=writable or [],
+                protected=[policy, *protected_paths(loaded)],
+                no_network=no_network,
+                weaker=weaker_sandbox or (),
+            )
+        elif writable or no_network or weaker_sandbox:
+            raise UsageError("--writable, --no-network and --weaker-sandbox need --sandbox")
         try:
             os.execvpe(command[0], command, env)  # noqa: S606 - the user's own program
         except OSError as e:
             raise UsageError(f"cannot run {command[0]!r}: {e.strerror}") from e
+
+
+def protected_paths(policy: Any) -> list[Path]:
+    """What a sandboxed program must not be able to change: the files the
+    policy trusts (bundles, keys, CAs) and the folders it guards."""
+    paths = [*policy.bundles, *(Path(folder) for folder in policy.scope)]
+    paths += [Path(k.source) for k in policy.keys if os.path.exists(k.source)]
+    paths += [Path(c.ca) for c in policy.certificates]
+    return paths
 
 
 def _check_enforcement(command: list[str], env: dict[str, str]) -> None:

@@ -108,12 +108,12 @@ def stderr_console() -> Any:
 SIZE = re.compile(r"([0-9]{1,30})(?:([KMGT])(?:i?B)?|B)?", re.IGNORECASE)
 
 
-def parse_size(text: str | None) -> int | None:
+def parse_size(text: str | None, flag: str = "--shard-size") -> int | None:
     """Bytes from ``1000000``, ``500M``/``500MiB`` or ``1G``/``1GiB`` (powers of 1024)."""
     if text is None:
         return None
     m = SIZE.fullmatch(text.strip())
     if m is None or int(m[1]) == 0:
-        raise UsageError(f"--shard-size {text!r}: give a positive size, such as 1000000 or 1G")
+        raise UsageError(f"{flag} {text!r}: give a positive size, such as 1000000 or 1G")
     unit: int = 1024 ** "_KMGT".index((m[2] or "_").upper())
     return int(m[1]) * unit
