@@ -86,7 +86,7 @@ def verify(
         if signature is not None and len(models) > 1:
             raise UsageError("--signature names one bundle: give a single MODEL with it")
         not_a_folder(signature, "signature")
-        trust = _trust(key, policy, identity, issuer, staging, trust_root, ca, tsa)
+        trust = trust_from_options(key, policy, identity, issuer, staging, trust_root, ca, tsa)
     documents: list[dict[str, Any]] = []
     worst = EXIT_OK
     for model in models:
@@ -140,7 +140,7 @@ def _verify_one(
     return result.to_json(), EXIT_OK
 
 
-def _trust(
+def trust_from_options(
     key: list[Path] | None,
     policy: Path | None,
     identity: str | None,
