@@ -86,7 +86,7 @@ def verify(
         if signature is not None and len(models) > 1:
             raise UsageError("--signature names one bundle: give a single MODEL with it")
         not_a_folder(signature, "signature")
-        trust = trust_from_options(key, policy, identity, issuer, staging, trust_root, ca, tsa)
+        trust = _trust(key, policy, identity, issuer, staging, trust_root, ca, tsa)
     documents: list[dict[str, Any]] = []
     worst = EXIT_OK
     for model in models:
@@ -140,7 +140,7 @@ def _verify_one(
     return result.to_json(), EXIT_OK
 
 
-def trust_from_options(
+def _trust(
     key: list[Path] | None,
     policy: Path | None,
     identity: str | None,
@@ -183,3 +183,8 @@ def trust_from_options(
     raise UsageError(
         "give --key, --identity/--issuer, --ca/--identity or --policy: trust is never implicit"
     )
+
+
+#: The policy that trust options describe, for the commands that take some of
+#: them (diff, audit).
+trust_from_options = _trust
