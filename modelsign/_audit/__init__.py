@@ -15,6 +15,7 @@ Nothing here prints: the command line (``modelsign._cli._audit``) does.
 
 from __future__ import annotations
 
+from modelsign._audit._auditing import AuditReport, audit, audit_one, resolve_lineage
 from modelsign._audit._records import (
     VERDICTS,
     AuditRecord,
@@ -26,10 +27,13 @@ from modelsign._audit._records import (
     ThresholdStatus,
     Verdict,
 )
+from modelsign._audit._walk import Candidate, find_models
 
 __all__ = [
     "VERDICTS",
     "AuditRecord",
+    "AuditReport",
+    "Candidate",
     "DependencyRow",
     "FileRow",
     "ProvenanceSummary",
@@ -37,4 +41,8 @@ __all__ = [
     "Spool",
     "ThresholdStatus",
     "Verdict",
+    "audit",
+    "audit_one",
+    "find_models",
+    "resolve_lineage",
 ]
