@@ -89,10 +89,11 @@ thead th[aria-sort=ascending] button::after{content:" \\25B2";font-size:9px}
 thead th[aria-sort=descending] button::after{content:" \\25BC";font-size:9px}
 tbody tr:last-child td{border-bottom:0}
 tbody tr:hover{background:#f8fafc}
-td.model{min-width:180px;max-width:340px}
+td.model{min-width:170px;max-width:300px}
+td[data-k=provenance]{max-width:280px;overflow-wrap:anywhere}
 td.model a{font-weight:600;overflow-wrap:anywhere}
 .sub{color:var(--muted);font-size:12px;margin-top:2px;overflow-wrap:anywhere}
-td.reason{min-width:260px;max-width:460px;color:#334155;overflow-wrap:anywhere}
+td.reason{min-width:240px;max-width:440px;color:#334155;overflow-wrap:anywhere}
 td.reason .text{display:-webkit-box;-webkit-line-clamp:3;-webkit-box-orient:vertical;
 overflow:hidden}
 td.reason .type{font-weight:600;color:var(--ink)}

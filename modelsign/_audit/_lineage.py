@@ -95,9 +95,7 @@ def _graph(records: Sequence[AuditRecord]) -> tuple[dict[str, Node], list[Edge]]
             digest = (base.digest or "").partition(":")[2] or base.name
             source = f"m:{digest}"
             if source not in models:
-                models[source] = Node(
-                    source, "external", base.name, f"not in this audit {_short(base.digest)}"
-                )
+                models[source] = Node(source, "external", base.name, "not in this audit")
             edges.append(Edge(source, target, "base", verified))
         for data in prov.datasets:
             source = f"d:{data.digest or data.name}"
