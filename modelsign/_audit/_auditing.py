@@ -28,7 +28,7 @@ from modelsign._audit._records import (
 )
 from modelsign._audit._walk import Candidate
 from modelsign._inspecting import BundleClaims, inspect_bundle
-from modelsign.errors import Error, MissingSignatureError, VerificationError
+from modelsign.errors import Error, MissingSignatureError, UsageError, VerificationError
 from modelsign.policy import Policy
 from modelsign.signing import default_signature_path
 from modelsign.verifying import verify
@@ -140,6 +140,9 @@ def audit_one(
         return _unsigned(base, c)
     signature = c.signature or default_signature_path(c.path)
     claims = _claims(signature)
+    if not os.path.lexists(c.path):  # a bundle whose model is gone
+        missing = UsageError(f"{signature}: the model it signs, {c.path}, is missing")
+        return _refused(base, missing, claims)
     try:
         verified = verify(
             c.path, policy, signature=signature, hf_cache=c.kind == "hf-snapshot", now=now

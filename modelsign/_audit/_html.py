@@ -171,7 +171,7 @@ SCRIPT = """
   if (query.has("q")) { search.value = query.get("q"); }
   if (query.has("verdict")) {
     var want = query.get("verdict").split(",");
-    boxes.forEach(function (b) { b.checked = want.indexOf(b.value) >= 0; });
+    boxes.forEach(function (b) { b.checked = b.defaultChecked = want.indexOf(b.value) >= 0; });
   }
   function value(row, key) {
     var cell = row.querySelector('td[data-k="' + key + '"]');
@@ -289,7 +289,7 @@ def _row(r: AuditRecord) -> str:
     prov = "—" if r.provenance is None else e(r.provenance.describe())
     reason = ""
     if r.error_type:
-        first = (r.reason or "").splitlines()[0] if r.reason else ""
+        first = " ".join(line.strip() for line in (r.reason or "").splitlines()[:2])
         reason = f'<div class="text"><span class="type">{e(r.error_type)}</span> {e(first)}</div>'
     cells = [
         f'<td data-k="verdict" data-v="{SEVERITY[r.verdict]}">{_badge(r.verdict)}</td>',

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from modelsign._audit import AuditRecord, AuditReport
 
 #: Widest a column of the text table gets (longer values are cut with "…").
-WIDTHS = {"model": 44, "version": 12, "signers": 34, "threshold": 12, "provenance": 36}
+WIDTHS = {"model": 44, "version": 14, "signers": 34, "threshold": 12, "provenance": 36}
 
 
 @app.command()
@@ -115,8 +115,12 @@ def _print_json(report: AuditReport) -> None:
     typer.echo("  ]\n}")
 
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _cut(text: str, width: int, tail: bool = False) -> str:
+    """``text`` in ``width`` characters: its start, or (``tail``, for
+    paths) its end."""
+    if len(text) <= width:
+        return text
+    return "…" + text[1 - width :] if tail else text[: width - 1] + "…"
 
 
 def _cells(r: AuditRecord) -> dict[str, str]:
@@ -147,7 +151,7 @@ def table(report: AuditReport) -> list[str]:
     }
     lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
     lines += [
-        "  ".join(_cut(row[c], widths[c]).ljust(widths[c]) for c in columns).rstrip()
+        "  ".join(_cut(row[c], widths[c], c == "model").ljust(widths[c]) for c in columns).rstrip()
         for row in rows
     ]
     if any(r.claims_only for r in report.records):
