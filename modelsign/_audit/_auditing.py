@@ -139,18 +139,19 @@ def audit_one(
     if c.kind == "unsigned":
         return _unsigned(base, c)
     signature = c.signature or default_signature_path(c.path)
-    claims = _claims(signature)
     if not os.path.lexists(c.path):  # a bundle whose model is gone
         missing = UsageError(f"{signature}: the model it signs, {c.path}, is missing")
-        return _refused(base, missing, claims)
+        return _refused(base, missing, _claims(signature))
     try:
         verified = verify(
             c.path, policy, signature=signature, hf_cache=c.kind == "hf-snapshot", now=now
         )
     except Error as e:
-        return _refused(base, e, claims)
+        return _refused(base, e, _claims(signature))
     except OSError as e:  # a file that cannot be read: not judged
         return replace(base, error_type="OSError", reason=f"{c.path}: cannot read: {e}"), []
+    # When it was signed: a key bundle does not say; the others claim a time.
+    claims = None if verified.signed_by.method == "key" else _claims(signature)
     files = file_rows(verified.manifest)
     signer = SignerRow.from_signed_by(
         verified.signed_by, claims.signer if claims else None, signature.name
@@ -175,8 +176,8 @@ def _total(files: Sequence[FileRow]) -> int | None:
 
 
 def _claims(signature: Path) -> BundleClaims | None:
-    """What the bundle claims, to show beside a refusal; ``None`` when it
-    cannot be read (verification then says why)."""
+    """What the bundle claims (to show beside a refusal, and the signing
+    time); ``None`` when it cannot be read (verification says why)."""
     try:
         return inspect_bundle(signature)
     except Error:
