@@ -36,6 +36,7 @@ __all__ = [
     "MissingFileError",
     "MissingSignatureError",
     "ModelMismatchError",
+    "NoTrustAnchorError",
     "OverwriteError",
     "PassphraseError",
     "UnsafeArchiveError",
@@ -109,6 +110,11 @@ class UsageError(Error):
 
 class ConfigError(UsageError):
     """A policy file, flag combination or option value is invalid."""
+
+
+class NoTrustAnchorError(ConfigError):
+    """A policy names no trusted key, Sigstore identity or CA: trust is never
+    implicit, so it is refused rather than read as "trust all"."""
 
 
 class KeyLoadError(UsageError):

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from modelsign._files import read_small
-from modelsign.errors import ConfigError, KeyLoadError
+from modelsign.errors import ConfigError, KeyLoadError, NoTrustAnchorError
 from modelsign.keys import PublicKey, load_public_key
 
 if sys.version_info >= (3, 11):
@@ -187,7 +187,7 @@ class Policy:
 
     def __post_init__(self) -> None:
         if not (self.keys or self.sigstore or self.certificates):
-            raise ConfigError(
+            raise NoTrustAnchorError(
                 f"{self.source}: the policy names no trusted key, Sigstore identity or CA "
                 "(no trust anchor: trust is never implicit)",
                 parameter="trust",

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from modelsign._cli._app import app, errors, message_of, print_json
-from modelsign.errors import Error, UsageError
+from modelsign.errors import UsageError
 
 
 @app.command(
@@ -153,7 +153,7 @@ def status(
     policy, trusting whom, where, and what it covers; a policy that cannot be
     loaded is reported as a finding."""
     with errors(json_output):
-        state = _status()
+        state = status_document()
         if json_output:
             print_json(state)
             return
@@ -194,65 +194,35 @@ def _anchor_line(anchor: dict[str, Any]) -> str:
     return f"certificates for {anchor['identity']} from CA {anchor['ca']}"
 
 
-def _status() -> dict[str, Any]:
+def status_document() -> dict[str, Any]:
     """Enforcement as this environment sets it up for the Python processes
-    started in it (the modelsign command itself does not enforce)."""
+    started in it (the modelsign command itself does not enforce): what
+    ``status --json`` prints, and ``doctor --json`` shows under ``enforcement``."""
     import importlib.util  # noqa: PLC0415
-    import sysconfig  # noqa: PLC0415
 
+    from modelsign._environment import enforcement, policy_json  # noqa: PLC0415
     from modelsign.hooks import watched_modules  # noqa: PLC0415
-    from modelsign.policy import ENV_VAR, Policy  # noqa: PLC0415
+    from modelsign.policy import ENV_VAR  # noqa: PLC0415
 
-    pth = Path(sysconfig.get_paths()["purelib"]) / "modelsign-autoload.pth"
-    variable = os.environ.get(ENV_VAR) or None
+    state = enforcement()
     findings: list[str] = []
-    policy = None
-    if variable is not None:
-        try:
-            policy = Policy.from_environment()
-        except Error as e:
-            findings.append(
-                f"{ENV_VAR}={variable!r} cannot be loaded: {message_of(e)}; every Python "
-                "process started in this environment stops with exit code 2 until it is fixed"
-            )
-    if variable is not None and not pth.exists():
+    if state.error is not None:
         findings.append(
-            f"{ENV_VAR} is set but the autoload hook is not installed ({pth}): enforcement is "
-            "not active; reinstall modelsign in this environment"
+            f"{ENV_VAR}={state.variable!r} cannot be loaded: {message_of(state.error)}; every "
+            "Python process started in this environment stops with exit code 2 until it is fixed"
+        )
+    if state.variable is not None and not state.autoload_installed:
+        findings.append(
+            f"{ENV_VAR} is set but the autoload hook is not installed ({state.autoload}): "
+            "enforcement is not active; reinstall modelsign in this environment"
         )
     loaders = ("torch", "numpy", "joblib", "safetensors", "transformers")
     return {
-        "active": policy is not None and pth.exists(),
-        "MODELSIGN_POLICY": variable,
-        "autoload_pth": str(pth) if pth.exists() else None,
-        "policy": None if policy is None else _policy_json(policy),
+        "active": state.active,
+        "MODELSIGN_POLICY": state.variable,
+        "autoload_pth": str(state.autoload) if state.autoload_installed else None,
+        "policy": None if state.policy is None else policy_json(state.policy),
         "findings": findings,
         "loaders": watched_modules(),
         "importable": [m for m in loaders if importlib.util.find_spec(m) is not None],
-    }
-
-
-def _policy_json(policy: Any) -> dict[str, Any]:
-    anchors: list[dict[str, Any]] = [
-        {"kind": "key", "key_id": k.key_id, "algorithm": k.algorithm, "source": k.source}
-        for k in policy.keys
-    ]
-    anchors += [
-        {"kind": "sigstore", "identity": s.identity, "issuer": s.issuer, "root": s.describe()}
-        for s in policy.sigstore
-    ]
-    anchors += [
-        {"kind": "certificate", "identity": c.identity, "ca": str(c.ca)}
-        for c in policy.certificates
-    ]
-    return {
-        "source": policy.source,
-        "mode": policy.mode,
-        "anchors": anchors,
-        "bundles": [str(b) for b in policy.bundles],
-        "scope": list(policy.scope),
-        "discover": policy.discover,
-        "pickle_loads": policy.pickle_loads,
-        "unverified_pickles": policy.unverified_pickles,
-        "allowed_globals": sorted(policy.allowed_globals),
     }
