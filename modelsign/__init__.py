@@ -17,7 +17,8 @@ Trust: a :class:`Policy`, or anchors (:class:`PublicKey`,
 :class:`Error`: :class:`VerificationError` ("do not trust this model") or
 :class:`UsageError` ("you called me wrong"); the precise classes are in
 :mod:`modelsign.errors`. Public modules: ``errors``, ``keys``, ``policy``,
-``signing``, ``verifying``, ``hooks``, ``manifest``, ``bundle``.
+``signing``, ``verifying``, ``hooks``, ``manifest``, ``bundle``,
+``checkpoints``, ``provenance``.
 
 Names are imported on first use, so that ``import modelsign`` (and
 ``modelsign --help``) stays fast.
@@ -60,6 +61,11 @@ _LAZY = {
     "ClaimedSigner": "modelsign._inspecting",
     "inspect_bundle": "modelsign._inspecting",
     "enforce": "modelsign.hooks",
+    "Dependency": "modelsign.provenance",
+    "Provenance": "modelsign.provenance",
+    "attest": "modelsign.provenance",
+    "read_provenance": "modelsign.provenance",
+    "verify_provenance": "modelsign.provenance",
 }
 
 #: The public modules, served as attributes too (``modelsign.hooks``).
@@ -74,6 +80,7 @@ _MODULES = frozenset(
         "manifest",
         "bundle",
         "checkpoints",
+        "provenance",
     }
 )
 
@@ -83,6 +90,7 @@ __all__ = [
     "CertificateAuthority",
     "CertificateSigner",
     "ClaimedSigner",
+    "Dependency",
     "Error",
     "HashType",
     "KeySigner",
@@ -90,6 +98,7 @@ __all__ = [
     "Policy",
     "PrivateKey",
     "Progress",
+    "Provenance",
     "PublicKey",
     "SignedBy",
     "SignedModel",
@@ -100,13 +109,16 @@ __all__ = [
     "VerificationError",
     "VerifiedModel",
     "__version__",
+    "attest",
     "enforce",
     "generate",
     "inspect_bundle",
     "load_private_key",
     "load_public_key",
+    "read_provenance",
     "sign",
     "verify",
+    "verify_provenance",
 ]
 
 if _TYPE_CHECKING:
@@ -116,6 +128,13 @@ if _TYPE_CHECKING:
     from modelsign.keys import PrivateKey, PublicKey, generate, load_private_key, load_public_key
     from modelsign.manifest import HashType
     from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdentity
+    from modelsign.provenance import (
+        Dependency,
+        Provenance,
+        attest,
+        read_provenance,
+        verify_provenance,
+    )
     from modelsign.signing import (
         CertificateSigner,
         KeySigner,

@@ -19,14 +19,25 @@ from modelsign.errors import UnsafeModelError, UsageError
 
 __all__ = [
     "DEFAULT_IGNORES",
+    "PROVENANCE_FILE",
     "SINGLE_FILE_NAME",
     "ModelFile",
     "ModelTree",
     "enumerate_model",
 ]
 
+#: The signed provenance of a folder model, ``MODEL/model.provenance.sig``
+#: (modelsign.provenance; docs/adr/0003-provenance.md).
+PROVENANCE_FILE = "model.provenance.sig"
+
 #: Top-level paths a directory model never signs; recorded in the bundle.
-DEFAULT_IGNORES: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
+DEFAULT_IGNORES: tuple[str, ...] = (
+    ".git",
+    ".gitattributes",
+    ".github",
+    ".gitignore",
+    PROVENANCE_FILE,
+)
 
 #: The resource name of a single-file model, as model_signing writes it.
 SINGLE_FILE_NAME = "."

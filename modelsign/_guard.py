@@ -20,6 +20,7 @@ the file, the reason, the expected and actual digests, and the policy.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import os
@@ -48,7 +49,7 @@ from modelsign.errors import (
     VerificationError,
 )
 from modelsign.manifest import Manifest
-from modelsign.policy import Policy
+from modelsign.policy import Policy, ProvenanceRules
 from modelsign.verifying import VerifiedModel, check_bundle, read_bundle, verify
 
 __all__ = ["MEMFD_THRESHOLD", "Guard", "LoadSource"]
@@ -158,12 +159,27 @@ class Guard:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        #: Base models whose lineage verified in this process ([provenance] lineage).
+        self._verified_bases: set[str] = set()
 
     # ------------------------------------------------------------------ bundles
 
     def _bundle(self, signature: Path) -> Manifest:
         manifest, _ = check_bundle(read_bundle(signature), self.policy, source=str(signature))
+        self._provenance(signature, manifest.root_digest, str(signature.parent))
         return manifest
+
+    def _provenance(self, signature: Path, root_digest: str, model: str) -> None:
+        """With ``[provenance] require``, a bundle vouches for nothing unless
+        the provenance beside it verifies (a base model's lineage is checked
+        once per process)."""
+        if not self.policy.provenance.require:
+            return
+        from modelsign.provenance import check_provenance  # noqa: PLC0415
+
+        check_provenance(
+            signature, root_digest, model, self.policy, verified_bases=self._verified_bases
+        )
 
     def _explicit(self) -> tuple[list[_Vouch], list[tuple[Path, VerificationError]]]:
         found, errors = [], []
@@ -404,7 +420,10 @@ class Guard:
                 root = candidate
                 break
         try:
-            return verify(root, self.policy, hf_cache=True, missing_ok=missing_ok)
+            plain = dataclasses.replace(self.policy, provenance=ProvenanceRules())
+            verified = verify(root, plain, hf_cache=True, missing_ok=missing_ok)
+            self._provenance(verified.signature, verified.root_digest, str(root))
+            return verified
         except VerificationError as e:
             raise self._refuse(
                 _refusal_class(e),

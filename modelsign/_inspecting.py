@@ -15,7 +15,7 @@ from modelsign.manifest import Manifest
 from modelsign.signing import Method, default_signature_path
 from modelsign.verifying import read_bundle
 
-__all__ = ["BundleClaims", "ClaimedSigner", "inspect_bundle"]
+__all__ = ["BundleClaims", "ClaimedSigner", "claimed_signer", "inspect_bundle"]
 
 
 @dataclass(frozen=True)
@@ -111,21 +111,28 @@ def inspect_bundle(signature: str | os.PathLike[str]) -> BundleClaims:
         path = default_signature_path(path)
     bundle = read_bundle(path)
     manifest = Manifest.from_payload(bundle.envelope.payload)
+    return BundleClaims(path, claimed_signer(bundle, str(path)), manifest)
+
+
+def claimed_signer(bundle: Bundle, source: str) -> ClaimedSigner:
+    """Who ``bundle`` says signed it, whatever its statement (unverified).
+
+    Raises:
+        MalformedBundleError: an unreadable certificate (names ``source``).
+    """
     material = bundle.material
     if isinstance(material, KeyMaterial):
-        signer = ClaimedSigner(
+        return ClaimedSigner(
             "key",
             key_id=material.hint
             if material.hint is not None
             else hashlib.sha256(material.raw_bytes or b"").hexdigest(),
             key_id_source="hint" if material.hint is not None else "rawBytes",
         )
-    else:
-        try:
-            signer = _certificate_signer(bundle)
-        except Exception as e:  # a malformed certificate must not crash an audit
-            raise MalformedBundleError(f"{path}: certificate: {e}") from e
-    return BundleClaims(path, signer, manifest)
+    try:
+        return _certificate_signer(bundle)
+    except Exception as e:  # a malformed certificate must not crash an audit
+        raise MalformedBundleError(f"{source}: certificate: {e}") from e
 
 
 def _certificate_signer(bundle: Bundle) -> ClaimedSigner:

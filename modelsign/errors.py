@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "BuilderMismatchError",
     "BundleTooLargeError",
     "ConfigError",
     "DigestMismatchError",
@@ -30,15 +31,19 @@ __all__ = [
     "ForbiddenGlobalError",
     "InvalidSignatureError",
     "KeyLoadError",
+    "LineageError",
     "LoadRefusedError",
     "MalformedBundleError",
     "Mismatch",
     "MissingFileError",
+    "MissingProvenanceError",
     "MissingSignatureError",
     "ModelMismatchError",
     "NoTrustAnchorError",
     "OverwriteError",
     "PassphraseError",
+    "ProvenanceError",
+    "ProvenanceMismatchError",
     "UnsafeArchiveError",
     "UnsafeLoadError",
     "UnsafeModelError",
@@ -407,3 +412,72 @@ class ForbiddenGlobalError(LoadRefusedError):
 class UnsafeLoadError(LoadRefusedError):
     """The load itself is unsafe: a file object not at position 0, a special
     file, a symlink the bundle does not allow, an ambiguous archive."""
+
+
+# --------------------------------------------------------------------------
+# Signed provenance (modelsign.provenance): "do not trust this model" too.
+
+
+class ProvenanceError(VerificationError):
+    """The model's signed provenance is required and does not hold.
+
+    ``provenance`` names the provenance bundle; ``expected`` and ``actual``
+    are the two values that differ, where there are two."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provenance: str | None = None,
+        expected: str | None = None,
+        actual: str | None = None,
+    ) -> None:
+        self.provenance = provenance
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            **super().to_json(),
+            "provenance": self.provenance,
+            "expected": self.expected,
+            "actual": self.actual,
+        }
+
+
+class MissingProvenanceError(ProvenanceError):
+    """Provenance is required, and the model has no provenance bundle."""
+
+    hint = (
+        "attest the model (modelsign attest) where it is built, or fetch its "
+        "provenance bundle (model.provenance.sig) with it"
+    )
+
+
+class ProvenanceMismatchError(ProvenanceError):
+    """The provenance is about another model: its subject digest is not this
+    model's root digest (``expected``: the model's, ``actual``: the subject's)."""
+
+    hint = (
+        "this provenance belongs to other bytes: fetch the model's own provenance, or "
+        "attest the model again if it was rebuilt"
+    )
+
+
+class BuilderMismatchError(ProvenanceError):
+    """The provenance names another builder than the policy requires
+    (``expected``: the policy's, ``actual``: the provenance's)."""
+
+    hint = "build the model on the builder the policy names, or change the policy's builder_id"
+
+
+class LineageError(ProvenanceError):
+    """The base model the provenance names cannot be found, does not verify
+    under the policy, or is not the one recorded (``expected``: the recorded
+    root digest, ``actual``: the one found, if any)."""
+
+    hint = (
+        "give the base model's location (base_models=, --base-model, or [provenance] "
+        "base_models in the policy), and make sure it is signed by a signer the policy trusts"
+    )

@@ -28,6 +28,16 @@ Every key is optional except a trust anchor; unknown keys are refused::
 The same tables may live in ``pyproject.toml`` under ``[tool.modelsign]``
 (load it by path: a policy is never read from the working directory).
 A policy with no trust anchor is a configuration error, never "trust all".
+
+Signed provenance (:mod:`modelsign.provenance`) is checked when required::
+
+    [provenance]
+    require = true            # every verified model needs MODEL/model.provenance.sig
+                              # signed by a trusted signer, over its root digest
+    builder_id = "https://github.com/org/repo/.github/workflows/train.yml@refs/heads/main"
+    lineage = true            # the base model must verify under this policy
+    base_models = ["/srv/models"]   # where base models are found (models, or
+                              # folders of models); else the path recorded
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ __all__ = [
     "CertificateAuthority",
     "Mode",
     "Policy",
+    "ProvenanceRules",
     "SigstoreIdentity",
     "UnverifiedPickles",
 ]
@@ -184,6 +195,8 @@ class Policy:
     allowed_globals: frozenset[str] = frozenset()
     #: The file this policy was read from (child processes read it again).
     path: Path | None = None
+    #: What the model's signed provenance must show ([provenance]).
+    provenance: ProvenanceRules = dataclasses.field(default_factory=lambda: ProvenanceRules())  # noqa: PLW0108 - defined below
 
     def __post_init__(self) -> None:
         if not (self.keys or self.sigstore or self.certificates):
@@ -274,6 +287,7 @@ class Policy:
             f"pickle_loads = {str(self.pickle_loads).lower()}",
             f"unverified_pickles = {string(self.unverified_pickles)}",
             f"allowed_globals = {strings(sorted(self.allowed_globals))}",
+            *self.provenance.to_toml(),
         ]
         return "\n".join(lines) + "\n"
 
@@ -386,7 +400,7 @@ class Policy:
 
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], *, base_dir: Path, source: str) -> Policy:
-        _check_keys(doc, ("trust", "enforce"), "the policy", source)
+        _check_keys(doc, ("trust", "enforce", "provenance"), "the policy", source)
         trust = doc.get("trust")
         if not isinstance(trust, dict):
             raise ConfigError(f"{source}: the policy needs a [trust] table")
@@ -454,6 +468,7 @@ class Policy:
             certificates=certificates,
             unverified_pickles=unverified,
             allowed_globals=frozenset(extra),
+            provenance=_provenance_rules(doc.get("provenance", {}), base_dir, source),
         )
 
 
@@ -505,3 +520,100 @@ def _string(
 
 def _resolve(entry: str, base_dir: Path) -> Path:
     return Path(entry) if os.path.isabs(entry) else base_dir / entry
+
+
+# --------------------------------------------------------------------------
+# [provenance]: what a model's signed provenance must show.
+
+_PROVENANCE_KEYS = frozenset({"require", "builder_id", "lineage", "base_models"})
+
+
+@dataclass(frozen=True)
+class ProvenanceRules:
+    """What verification requires of a model's signed provenance.
+
+    With ``require``, a model verifies only with a provenance bundle signed
+    by a signer the policy trusts, whose subject is the model's root digest;
+    ``builder_id`` then pins the builder it names; ``lineage`` requires the
+    base model it names to verify under the policy too, found among
+    ``base_models`` (models, or folders holding models), else at the
+    location the provenance records. ``builder_id`` and ``lineage`` without
+    ``require`` are refused: they would check a provenance nobody requires.
+    """
+
+    require: bool = False
+    builder_id: str | None = None
+    lineage: bool = False
+    base_models: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.require and (self.builder_id is not None or self.lineage or self.base_models):
+            raise ConfigError(
+                "[provenance] builder_id, lineage and base_models check a provenance: set "
+                "require = true with them",
+                parameter="trust",
+            )
+        if self.builder_id is not None and not self.builder_id:
+            raise ConfigError("[provenance] builder_id must not be empty", parameter="trust")
+
+    def strengthened(
+        self,
+        *,
+        builder_id: str | None = None,
+        lineage: bool = False,
+        base_models: Iterable[str | os.PathLike[str]] = (),
+    ) -> ProvenanceRules:
+        """These rules, requiring provenance, and with ``builder_id`` (in
+        place of this one), ``lineage`` and more ``base_models``."""
+        return ProvenanceRules(
+            require=True,
+            builder_id=builder_id or self.builder_id,
+            lineage=lineage or self.lineage,
+            base_models=(*self.base_models, *(Path(p) for p in base_models)),
+        )
+
+    def describe(self) -> str:
+        """One line of prose (``modelsign status``)."""
+        if not self.require:
+            return "not required"
+        parts = ["required"]
+        if self.builder_id is not None:
+            parts.append(f"builder {self.builder_id}")
+        if self.lineage:
+            parts.append("base model must verify")
+        return ", ".join(parts)
+
+    def to_toml(self) -> list[str]:
+        """The ``[provenance]`` table (no lines when nothing is required)."""
+        if not self.require:
+            return []
+        lines = ["[provenance]", "require = true", f"lineage = {str(self.lineage).lower()}"]
+        if self.builder_id is not None:
+            lines.append(f"builder_id = {json.dumps(self.builder_id, ensure_ascii=False)}")
+        paths = ", ".join(
+            json.dumps(str(p.absolute()), ensure_ascii=False) for p in self.base_models
+        )
+        lines.append(f"base_models = [{paths}]")
+        return lines
+
+
+def _provenance_rules(table: object, base_dir: Path, source: str) -> ProvenanceRules:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [provenance] must be a table")
+    _check_keys(table, _PROVENANCE_KEYS, "[provenance]", source)
+    flags = {}
+    for flag in ("require", "lineage"):
+        value = table.get(flag, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: [provenance] {flag} must be true or false")
+        flags[flag] = value
+    builder = table.get("builder_id")
+    if builder is not None and (not isinstance(builder, str) or not builder):
+        raise ConfigError(f"{source}: [provenance] builder_id must be a non-empty string")
+    bases = tuple(
+        _resolve(p, base_dir) for p in _paths(table, "base_models", "[provenance]", source)
+    )
+    try:
+        return ProvenanceRules(flags["require"], builder, flags["lineage"], bases)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from e

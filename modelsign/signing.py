@@ -329,7 +329,7 @@ def sign(
         UnsafeArchiveError: an ambiguous archive modelsign will not vouch for.
     """
     model_path = Path(model)
-    signer = _as_signer(signer)
+    signer = as_signer(signer)
     if shard_size is not None and (
         type(shard_size) is not int or not 0 < shard_size <= MAX_SHARD_SIZE
     ):
@@ -339,10 +339,10 @@ def sign(
             parameter="shard_size",
         )
     # Everything that can fail on the caller's input fails before hashing.
-    keyless = _keyless(signer) if isinstance(signer, SigstoreSigner) else None
+    keyless = keyless_session(signer) if isinstance(signer, SigstoreSigner) else None
     sig_path = Path(signature) if signature is not None else default_signature_path(model_path)
     if not force and os.path.lexists(sig_path):
-        _refuse_replacing(sig_path, _signer_of(signer, keyless))
+        refuse_replacing(sig_path, describe_signer(signer, keyless))
     user_ignores = tuple(ignore_paths)
     if model_path.is_dir():
         ignores = tuple(dict.fromkeys((*user_ignores, *DEFAULT_IGNORES)))
@@ -357,16 +357,37 @@ def sign(
     manifest = build_manifest(
         tree, hash_type, progress=progress, workers=workers, shard_size=shard_size
     )
-    payload = manifest.to_payload()
-    if keyless is not None:
+    data, signed_by = sign_payload(manifest.to_payload(), signer, keyless)
+    write_atomic(sig_path, data)
+    return SignedModel(sig_path, manifest, signed_by)
+
+
+def sign_payload(
+    payload: bytes, signer: Signer, keyless: tuple[Any, Any] | None = None
+) -> tuple[bytes, SignedBy]:
+    """Sign an in-toto statement's bytes: the Sigstore bundle that holds them
+    in a DSSE envelope (payload type ``application/vnd.in-toto+json``), for
+    every method. ``keyless`` is :func:`keyless_session` of a Sigstore
+    signer (taken before any hashing, so that a missing token fails first).
+
+    Args:
+        payload: the statement's bytes, exactly as they are to be signed.
+        signer: a :class:`KeySigner`, :class:`CertificateSigner` or
+            :class:`SigstoreSigner`.
+        keyless: the Sigstore token and configuration, for a Sigstore signer.
+
+    Returns:
+        The bundle's bytes, and who signed.
+
+    Raises:
+        UsageError: Sigstore signing failed.
+    """
+    if isinstance(signer, SigstoreSigner):
         from modelsign._backends import sigstore as backend  # noqa: PLC0415
 
-        token, config = keyless
-        write_atomic(sig_path, backend.sign_dsse(payload, token, config))
-        return SignedModel(
-            sig_path, manifest, SignedBy("sigstore", identity=_token_identity(token))
-        )
-    assert isinstance(signer, (KeySigner, CertificateSigner))
+        token, config = keyless if keyless is not None else keyless_session(signer)
+        data = backend.sign_dsse(payload, token, config)
+        return data, SignedBy("sigstore", identity=_token_identity(token))
     private = signer.key
     public = private.public_key()
     material: KeyMaterial | CertificateMaterial = (
@@ -378,21 +399,18 @@ def sign(
         material,
         Envelope(payload, PAYLOAD_TYPE, private.sign(pae(PAYLOAD_TYPE, payload)), keyid=""),
     )
-    write_atomic(sig_path, bundle.to_bytes())
     method: Method = "certificate" if isinstance(signer, CertificateSigner) else "key"
     identity = None
     if isinstance(signer, CertificateSigner):
         from modelsign._backends import certificate as x509  # noqa: PLC0415
 
         identity = x509.identity_of(x509.load_der(signer.chain[0])).primary
-    return SignedModel(
-        sig_path,
-        manifest,
-        SignedBy(method, key_id=public.key_id, algorithm=public.algorithm, identity=identity),
+    return bundle.to_bytes(), SignedBy(
+        method, key_id=public.key_id, algorithm=public.algorithm, identity=identity
     )
 
 
-def _signer_of(signer: Signer, keyless: tuple[Any, Any] | None) -> str:
+def describe_signer(signer: Signer, keyless: tuple[Any, Any] | None) -> str:
     """Who ``signer`` is, as a bundle's claims say it: a key id or an identity."""
     if isinstance(signer, KeySigner):
         return f"key {signer.key.public_key().key_id}"
@@ -404,14 +422,16 @@ def _signer_of(signer: Signer, keyless: tuple[Any, Any] | None) -> str:
     return f"Sigstore identity {_token_identity(keyless[0])!r}"
 
 
-def _refuse_replacing(signature: Path, ours: str) -> None:
+def refuse_replacing(signature: Path, ours: str) -> None:
     """Replacing a bundle by another signer loses their signature: refuse
     unless asked (``force``), saying whose it is. Re-signing by the same
-    signer replaces it."""
-    from modelsign._inspecting import inspect_bundle  # noqa: PLC0415
+    signer replaces it. Only the bundle's signer is read (its statement may
+    be a model's manifest or its provenance)."""
+    from modelsign._inspecting import claimed_signer  # noqa: PLC0415
+    from modelsign.verifying import read_bundle  # noqa: PLC0415
 
     try:
-        claimed = inspect_bundle(signature).signer
+        claimed = claimed_signer(read_bundle(signature), str(signature))
     except Error as e:
         theirs = f"a bundle that cannot be read ({e})"
     else:
@@ -430,7 +450,8 @@ def _refuse_replacing(signature: Path, ours: str) -> None:
         )
 
 
-def _as_signer(signer: object) -> Signer:
+def as_signer(signer: object) -> Signer:
+    """A signer from what :func:`sign` accepts as one (see its ``signer``)."""
     if isinstance(signer, (KeySigner, CertificateSigner, SigstoreSigner)):
         return signer
     if isinstance(signer, PrivateKey):
@@ -460,7 +481,8 @@ def _refuse_stale_temporaries(tree: ModelTree, signature: Path) -> None:
             )
 
 
-def _keyless(options: SigstoreSigner) -> tuple[Any, Any]:
+def keyless_session(options: SigstoreSigner) -> tuple[Any, Any]:
+    """The Sigstore identity token and signing configuration of ``options``."""
     from modelsign._backends import sigstore as backend  # noqa: PLC0415
 
     config = backend.trust_config(options.trust_config, options.instance == "staging")

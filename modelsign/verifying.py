@@ -12,10 +12,11 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelsign import _json
 from modelsign._digests import Fingerprint
-from modelsign._enumerating import SINGLE_FILE_NAME, ModelTree, enumerate_model
+from modelsign._enumerating import PROVENANCE_FILE, SINGLE_FILE_NAME, ModelTree, enumerate_model
 from modelsign._files import read_small
 from modelsign._hashing import (
     MemberDigest,
@@ -48,7 +49,10 @@ from modelsign.manifest import Manifest
 from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdentity
 from modelsign.signing import SignedBy, default_signature_path, display_name, files_phrase
 
-__all__ = ["VerifiedModel", "check_bundle", "read_bundle", "verify"]
+if TYPE_CHECKING:
+    from modelsign.provenance import Provenance
+
+__all__ = ["VerifiedModel", "check_bundle", "check_signature", "read_bundle", "verify"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -59,6 +63,8 @@ class VerifiedModel:
     signature: Path
     signed_by: SignedBy
     manifest: Manifest
+    #: The model's signed provenance, when the policy requires it (checked).
+    provenance: Provenance | None = None
 
     @property
     def model_name(self) -> str:
@@ -94,6 +100,7 @@ class VerifiedModel:
             "shard_size": ser.shard_size,
             "signed_by": self.signed_by.to_json(),
             "files": list(self.files),
+            **({} if self.provenance is None else {"provenance": self.provenance.to_json()}),
         }
 
 
@@ -127,6 +134,39 @@ def check_bundle(
         InvalidSignatureError: the signature does not verify.
         MalformedBundleError: the signed statement is not an OMS v1.0 one.
     """
+    payload, signer = check_signature(bundle, policy, source=source, now=now)
+    try:
+        manifest = Manifest.from_payload(payload)
+    except MalformedBundleError as e:
+        raise MalformedBundleError(f"{source}: {e}") from e
+    return manifest, signer
+
+
+def check_signature(
+    bundle: Bundle,
+    policy: Policy,
+    *,
+    source: str = "bundle",
+    now: datetime.datetime | None = None,
+) -> tuple[bytes, SignedBy]:
+    """Verify the bundle's DSSE signature against the policy, whatever
+    statement it signs (a model's manifest, its provenance); the statement is
+    not parsed. Trust and ``now`` as in :func:`check_bundle`.
+
+    Args:
+        bundle: a parsed bundle (:func:`read_bundle`).
+        policy: the trust anchors.
+        source: how to name the bundle in messages.
+        now: the time certificates must be valid at (default: now).
+
+    Returns:
+        The signed payload (the statement's bytes), and who signed it.
+
+    Raises:
+        UntrustedSignerError: no anchor of the policy vouches for the signer.
+        InvalidSignatureError: the signature does not verify.
+        MalformedBundleError: Sigstore verified another payload.
+    """
     material = bundle.material
     if isinstance(material, KeyMaterial):
         signer = _check_key(bundle, material, policy.keys, source)
@@ -137,11 +177,7 @@ def check_bundle(
         payload, signer = _check_sigstore(bundle, material, policy.sigstore, source)
         if payload != bundle.envelope.payload:
             raise MalformedBundleError(f"{source}: Sigstore verified another payload")
-    try:
-        manifest = Manifest.from_payload(bundle.envelope.payload)
-    except MalformedBundleError as e:
-        raise MalformedBundleError(f"{source}: {e}") from e
-    return manifest, signer
+    return bundle.envelope.payload, signer
 
 
 def _check_key(
@@ -458,7 +494,9 @@ def verify(
         VerificationError: the model must not be trusted; the subclass says
             why (``DigestMismatchError`` and its siblings list every
             difference; ``InvalidSignatureError``, ``UntrustedSignerError``,
-            ``MalformedBundleError``, ``MissingSignatureError``, ...).
+            ``MalformedBundleError``, ``MissingSignatureError``, ...); with a
+            policy whose ``[provenance]`` requires it, a ``ProvenanceError``
+            (see :func:`modelsign.provenance.verify_provenance`).
         UsageError: bad arguments: a model path that does not exist,
             ``ConfigError`` for ``trust``.
     """
@@ -473,7 +511,9 @@ def verify(
     ser = manifest.serialization
     tree = enumerate_model(
         model_path,
-        ignore_paths=(*ser.ignore_paths, *ignore_paths),
+        # The provenance file is never part of the model, even for a bundle
+        # signed before it was a default exclusion (docs/adr/0003-provenance.md).
+        ignore_paths=(*ser.ignore_paths, *ignore_paths, PROVENANCE_FILE),
         signature=sig_path,
         allow_symlinks=ser.allow_symlinks,
         hf_cache=hf_cache,
@@ -502,12 +542,26 @@ def verify(
     except ModelMismatchError as e:
         problems = tuple(m for m in e.mismatches if not (missing_ok and m.kind == "missing"))
         if not problems:  # only signed files that are absent, and missing_ok
-            return VerifiedModel(model_path, sig_path, signer, manifest)
+            return _with_provenance(
+                VerifiedModel(model_path, sig_path, signer, manifest), policy, now
+            )
         error = e if len(problems) == len(e.mismatches) else e.for_mismatches(e.model, problems)
         if ser.shard_size is not None:  # the differing shards already say where
             raise error from None
         raise _with_member_diagnostics(error, manifest, tree, names) from None
-    return VerifiedModel(model_path, sig_path, signer, manifest)
+    return _with_provenance(VerifiedModel(model_path, sig_path, signer, manifest), policy, now)
+
+
+def _with_provenance(
+    verified: VerifiedModel, policy: Policy, now: datetime.datetime | None
+) -> VerifiedModel:
+    """A policy that requires provenance ([provenance] require) has it
+    checked for every model it verifies."""
+    if not policy.provenance.require:
+        return verified
+    from modelsign.provenance import check_model_provenance  # noqa: PLC0415 - a cycle
+
+    return replace(verified, provenance=check_model_provenance(verified, policy, now=now))
 
 
 def _with_member_diagnostics(

@@ -7,7 +7,8 @@ One module per command family; importing this package registers them all on
 from __future__ import annotations
 
 # isort: off
-from modelsign._cli import _keys, _sign, _verify, _inspect, _enforce, _doctor  # noqa: F401 - registers
+from modelsign._cli import _keys, _sign, _attest, _verify, _inspect  # noqa: F401 - registers
+from modelsign._cli import _enforce, _doctor  # noqa: F401 - registers
 from modelsign._cli import _audit, _diff  # noqa: F401 - registers
 
 # isort: on

@@ -39,6 +39,12 @@ FLAGS = {
     "passphrase": "--passphrase-file or MODELSIGN_PASSPHRASE (or type it on a terminal)",
     "force": "--force",
     "identity_token": "--identity-token, --identity-token-file or --oauth",
+    "params": "--param ",
+    "datasets": "--dataset ",
+    "base_model": "--base-model ",
+    "code": "--code ",
+    "started": "--started ",
+    "finished": "--finished ",
 }
 
 

@@ -14,6 +14,34 @@ from modelsign.errors import UsageError
 
 if TYPE_CHECKING:
     from modelsign.manifest import HashType
+    from modelsign.signing import Signer
+
+
+# The signing options, shared by sign and attest.
+KeyOption = Annotated[
+    Path | None, typer.Option(help="Private key (PEM); with --certificate, the leaf's key.")
+]
+PassphraseFileOption = Annotated[
+    Path | None, typer.Option(help="Passphrase of an encrypted key (or MODELSIGN_PASSPHRASE).")
+]
+CertificateOption = Annotated[
+    Path | None, typer.Option(help="Leaf certificate (PEM) of --key: certificate method.")
+]
+ChainOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        help="Intermediate certificates (PEM), leaf's issuer first (repeatable).",
+        metavar="PEM",
+    ),
+]
+SigstoreOption = Annotated[bool, typer.Option("--sigstore", help="Sign keylessly with Sigstore.")]
+TokenOption = Annotated[str | None, typer.Option(help="OIDC identity token for --sigstore.")]
+TokenFileOption = Annotated[Path | None, typer.Option(help="File holding the OIDC identity token.")]
+OauthOption = Annotated[bool, typer.Option("--oauth", help="Get the identity token in a browser.")]
+StagingOption = Annotated[bool, typer.Option("--staging", help="Use Sigstore's staging.")]
+TrustConfigOption = Annotated[
+    Path | None, typer.Option(help="ClientTrustConfig JSON of a private Sigstore.")
+]
 
 
 @app.command()
@@ -21,9 +49,7 @@ def sign(
     model: Annotated[
         Path, typer.Argument(help="A model directory or a single model file.", metavar="MODEL")
     ],
-    key: Annotated[
-        Path | None, typer.Option(help="Private key (PEM); with --certificate, the leaf's key.")
-    ] = None,
+    key: KeyOption = None,
     signature: Annotated[
         Path | None,
         typer.Option(help="Bundle path (default: MODEL/model.sig, or MODEL.sig beside a file)."),
@@ -33,35 +59,15 @@ def sign(
         list[str] | None,
         typer.Option(help="A relative path to leave unsigned (repeatable).", metavar="PATH"),
     ] = None,
-    passphrase_file: Annotated[
-        Path | None, typer.Option(help="Passphrase of an encrypted key (or MODELSIGN_PASSPHRASE).")
-    ] = None,
-    certificate: Annotated[
-        Path | None, typer.Option(help="Leaf certificate (PEM) of --key: certificate method.")
-    ] = None,
-    certificate_chain: Annotated[
-        list[Path] | None,
-        typer.Option(
-            help="Intermediate certificates (PEM), leaf's issuer first (repeatable).",
-            metavar="PEM",
-        ),
-    ] = None,
-    use_sigstore: Annotated[
-        bool, typer.Option("--sigstore", help="Sign keylessly with Sigstore.")
-    ] = False,
-    identity_token: Annotated[
-        str | None, typer.Option(help="OIDC identity token for --sigstore.")
-    ] = None,
-    identity_token_file: Annotated[
-        Path | None, typer.Option(help="File holding the OIDC identity token.")
-    ] = None,
-    oauth: Annotated[
-        bool, typer.Option("--oauth", help="Get the identity token in a browser.")
-    ] = False,
-    staging: Annotated[bool, typer.Option("--staging", help="Use Sigstore's staging.")] = False,
-    trust_config: Annotated[
-        Path | None, typer.Option(help="ClientTrustConfig JSON of a private Sigstore.")
-    ] = None,
+    passphrase_file: PassphraseFileOption = None,
+    certificate: CertificateOption = None,
+    certificate_chain: ChainOption = None,
+    use_sigstore: SigstoreOption = False,
+    identity_token: TokenOption = None,
+    identity_token_file: TokenFileOption = None,
+    oauth: OauthOption = False,
+    staging: StagingOption = False,
+    trust_config: TrustConfigOption = None,
     shard_size: Annotated[
         str | None,
         typer.Option(
@@ -85,38 +91,22 @@ def sign(
     certificate method. With --sigstore: keyless (identity token from
     --identity-token[-file], the CI environment, or --oauth).
     """
-    from modelsign.signing import (  # noqa: PLC0415
-        CertificateSigner,
-        KeySigner,
-        Signer,
-        SigstoreSigner,
-    )
     from modelsign.signing import sign as do_sign  # noqa: PLC0415
 
     with errors(json_output):
         not_a_folder(signature, "signature")
-        signer: Signer
-        if use_sigstore:
-            if key is not None or certificate is not None:
-                raise UsageError("--sigstore signs keylessly: do not give --key or --certificate")
-            signer = SigstoreSigner(
-                identity_token,
-                identity_token_file,
-                oauth,
-                "staging" if staging else "production",
-                trust_config,
-            )
-        elif key is None:
-            raise UsageError(
-                "give --key (with --certificate for the certificate method) or --sigstore"
-            )
-        else:
-            private = private_key(key, passphrase_file)
-            signer = (
-                CertificateSigner.from_files(private, certificate, certificate_chain or ())
-                if certificate is not None
-                else KeySigner(private)
-            )
+        signer = signer_from_options(
+            key,
+            passphrase_file,
+            certificate,
+            certificate_chain,
+            use_sigstore=use_sigstore,
+            identity_token=identity_token,
+            identity_token_file=identity_token_file,
+            oauth=oauth,
+            staging=staging,
+            trust_config=trust_config,
+        )
         with progress("signing", quiet or json_output) as reporter:
             result = do_sign(
                 model,
@@ -143,3 +133,41 @@ def sign(
         else:
             typer.echo(f"{by.method} method, key id: {by.key_id} ({by.algorithm})")
         typer.echo(f"root digest: sha256:{result.manifest.root_digest}")
+
+
+def signer_from_options(
+    key: Path | None,
+    passphrase_file: Path | None,
+    certificate: Path | None,
+    certificate_chain: list[Path] | None,
+    *,
+    use_sigstore: bool,
+    identity_token: str | None,
+    identity_token_file: Path | None,
+    oauth: bool,
+    staging: bool,
+    trust_config: Path | None,
+) -> Signer:
+    """The signer the signing options describe (``sign``, ``attest``)."""
+    from modelsign.signing import (  # noqa: PLC0415
+        CertificateSigner,
+        KeySigner,
+        SigstoreSigner,
+    )
+
+    if use_sigstore:
+        if key is not None or certificate is not None:
+            raise UsageError("--sigstore signs keylessly: do not give --key or --certificate")
+        return SigstoreSigner(
+            identity_token,
+            identity_token_file,
+            oauth,
+            "staging" if staging else "production",
+            trust_config,
+        )
+    if key is None:
+        raise UsageError("give --key (with --certificate for the certificate method) or --sigstore")
+    private = private_key(key, passphrase_file)
+    if certificate is not None:
+        return CertificateSigner.from_files(private, certificate, certificate_chain or ())
+    return KeySigner(private)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -66,6 +67,32 @@ def verify(
         list[str] | None,
         typer.Option(help="A relative path to leave unchecked (repeatable).", metavar="PATH"),
     ] = None,
+    require_provenance: Annotated[
+        bool,
+        typer.Option(
+            "--require-provenance",
+            help="Require a signed provenance (model.provenance.sig) over the model's root digest.",
+        ),
+    ] = False,
+    builder_id: Annotated[
+        str | None,
+        typer.Option(help="The builder the provenance must name (implies --require-provenance)."),
+    ] = None,
+    lineage: Annotated[
+        bool,
+        typer.Option(
+            "--lineage",
+            help="The provenance's base model must verify too (implies --require-provenance).",
+        ),
+    ] = False,
+    base_model: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Where base models are: a model, or a folder of models (repeatable; "
+            "implies --lineage).",
+            metavar="PATH",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress, and nothing printed on success.")
@@ -78,6 +105,8 @@ def verify(
     TSA.pem] for X.509 chains; or --policy. A Hugging Face cache snapshot
     (models--ORG--NAME/snapshots/REV) is recognised: its links into its own
     blobs/ are followed. Several models are each verified and reported.
+    --require-provenance (or the policy's [provenance] require) also checks
+    the model's signed provenance; --builder-id and --lineage add to it.
     Exit 0: all verified. 1: one or more rejected (every problem is listed).
     2: usage error.
     """
@@ -87,6 +116,13 @@ def verify(
             raise UsageError("--signature names one bundle: give a single MODEL with it")
         not_a_folder(signature, "signature")
         trust = _trust(key, policy, identity, issuer, staging, trust_root, ca, tsa)
+        if require_provenance or builder_id or lineage or base_model:
+            rules = trust.provenance.strengthened(
+                builder_id=builder_id,
+                lineage=lineage or bool(base_model),
+                base_models=base_model or (),
+            )
+            trust = dataclasses.replace(trust, provenance=rules)
     documents: list[dict[str, Any]] = []
     worst = EXIT_OK
     for model in models:
@@ -137,6 +173,12 @@ def _verify_one(
         typer.echo(f"verified {model}: {files} the signature")
         typer.echo(f"signer: {result.signed_by.describe()}")
         typer.echo(f"root digest: sha256:{result.root_digest}")
+        if result.provenance is not None:
+            from modelsign._cli._attest import describe  # noqa: PLC0415
+
+            typer.echo(f"provenance: verified ({result.provenance.path})")
+            for line in describe(result.provenance):
+                typer.echo(f"  {line}")
     return result.to_json(), EXIT_OK
 
 
