@@ -191,6 +191,11 @@ def test_cli_json_and_exit_code(store: Store, keypair: tuple[Path, Path]) -> Non
     result = cli(store.root / "good", store.root / "files" / "classifier.pt", "--key", keypair[1])
     assert result.returncode == 0, result.stdout + result.stderr
     assert cli(store.root / "good", "--key", keypair[1], "-q").stdout == ""
+    # -q with failures: nothing on standard output, the reasons on standard error.
+    quiet = cli(store.root, "--key", keypair[1], "-q")
+    assert (quiet.returncode, quiet.stdout) == (1, "")
+    assert f"  rejected  {store.root / 'tampered'}  (DigestMismatchError)" in quiet.stderr
+    assert "VERDICT" not in quiet.stderr
 
 
 def test_cli_text_table_and_reasons(store: Store, keypair: tuple[Path, Path]) -> None:
@@ -335,3 +340,132 @@ def test_hostile_names_in_bundles_are_shown_terminal_safe(
     doc = json.loads(cli(tmp_path / "store", "--key", keypair[1], "--json").stdout)
     validate(doc, "audit.schema.json")
     assert doc["models"][0]["model_name"] == f"name{escape}"
+
+
+# Provenance (modelsign.provenance): reported for every model; required by a
+# policy, it decides the verdict; lineage across the store.
+
+
+class ProvenanceStore:
+    """Models with signed provenance: a base trained on a dataset, its
+    fine-tune, a base that was tampered after a fine-tune recorded it, that
+    fine-tune, a model without provenance, one whose provenance is another
+    model's, and one whose provenance an untrusted key signed."""
+
+    def __init__(self, root: Path, key: keys.PrivateKey, other: keys.PrivateKey) -> None:
+        from modelsign.provenance import attest
+
+        self.root = root
+        dataset = root.parent / "dataset"
+        dataset.mkdir()
+        (dataset / "train.jsonl").write_text('{"text": "a"}\n')
+
+        def model(name: str, seed: int, **attested: object) -> Path:
+            path = _folder(root / name, seed)
+            modelsign.sign(path, key)
+            if attested:
+                signer = attested.pop("signer", key)
+                attest(path, signer, environ={}, entry_point="train.py", **attested)  # type: ignore[arg-type]
+            return path
+
+        self.base = model("base", 1, datasets=[dataset], params={"lr": 0.001})
+        self.fine_tune = model("fine-tune", 2, datasets=[dataset], base_model=self.base)
+        self.bad_base = model("bad-base", 3, datasets=[dataset])
+        self.bad_fine_tune = model("bad-fine-tune", 4, base_model=self.bad_base)
+        flip_byte(self.bad_base / "model.pt")  # after the fine-tune recorded its digest
+        self.bare = model("no-provenance", 5)
+        self.mismatched = model("mismatched", 6)
+        shutil.copyfile(
+            self.base / "model.provenance.sig", self.mismatched / "model.provenance.sig"
+        )
+        self.untrusted = model("untrusted-provenance", 7, signer=other)
+
+
+@pytest.fixture
+def provenance_store(
+    tmp_path: Path, keypair: tuple[Path, Path], other_keypair: tuple[Path, Path]
+) -> ProvenanceStore:
+    key, other = keys.load_private_key(keypair[0]), keys.load_private_key(other_keypair[0])
+    return ProvenanceStore(tmp_path / "store", key, other)
+
+
+def _audited(store: Path, policy: modelsign.Policy) -> dict[str, AuditRecord]:
+    with Spool() as spool:
+        report = audit(find_models([store]), policy, spool)
+    return {Path(r.path).name: r for r in report.records}
+
+
+def test_provenance_reported_and_lineage_across_the_store(
+    provenance_store: ProvenanceStore, keypair: tuple[Path, Path]
+) -> None:
+    s = provenance_store
+    records = _audited(s.root, modelsign.Policy.of([keypair[1]]))
+    got = {
+        name: (r.verdict, r.error_type, r.provenance.status if r.provenance else None)
+        for name, r in records.items()
+    }
+    assert got == {
+        "base": ("verified", None, "verified"),
+        "fine-tune": ("verified", None, "verified"),
+        "bad-base": ("rejected", "DigestMismatchError", "unverified"),
+        "bad-fine-tune": ("rejected", "LineageError", "verified"),
+        "no-provenance": ("verified", None, "missing"),
+        "mismatched": ("verified", None, "invalid"),
+        "untrusted-provenance": ("verified", None, "unverified"),
+    }
+    base, fine_tune = records["base"], records["fine-tune"]
+    assert base.provenance is not None
+    assert fine_tune.provenance is not None
+    assert fine_tune.provenance.base_model is not None
+    assert fine_tune.provenance.base_model.digest == f"sha256:{base.root_digest}"
+    assert [d.name for d in base.provenance.datasets] == ["dataset"]
+    assert base.provenance.entry_point == "train.py"
+    assert base.provenance.parameters == '{"lr": 0.001}'
+    assert any(f.startswith("torch ") for f in base.provenance.frameworks)
+    assert base.provenance.signer is not None
+    assert base.provenance.signer.verified
+    bad = records["bad-fine-tune"]
+    assert bad.reason == (
+        f"{s.bad_fine_tune}: its base model {s.bad_base} (sha256:"
+        f"{records['bad-base'].root_digest}) was rejected in this audit (DigestMismatchError: "
+        f"model {s.bad_base} does not match its signature (1 difference))"
+    )
+    mismatched = records["mismatched"]
+    assert mismatched.provenance is not None
+    assert mismatched.provenance.error is not None
+    assert mismatched.provenance.error.startswith("ProvenanceMismatchError: ")
+    assert mismatched.warnings == (f"the provenance is invalid: {mismatched.provenance.error}",)
+    untrusted = records["untrusted-provenance"].provenance
+    assert untrusted is not None
+    assert untrusted.error is not None
+    assert untrusted.error.startswith("UntrustedSignerError: ")
+
+
+def test_a_policy_that_requires_provenance_decides_the_verdicts(
+    provenance_store: ProvenanceStore, keypair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    s = provenance_store
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        f'[trust]\nkeys = ["{keypair[1]}"]\n[provenance]\nrequire = true\nlineage = true\n'
+    )
+    result = cli(s.root, "--policy", policy, "--json")
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    validate(doc, "audit.schema.json")
+    got = {
+        Path(m["path"]).name: (m["verdict"], (m["error"] or {}).get("type")) for m in doc["models"]
+    }
+    assert got == {
+        "base": ("verified", None),
+        "fine-tune": ("verified", None),  # its base verifies (lineage, by verify)
+        "bad-base": ("rejected", "DigestMismatchError"),
+        "bad-fine-tune": ("rejected", "LineageError"),  # by verify's lineage rule now
+        "no-provenance": ("rejected", "MissingProvenanceError"),
+        "mismatched": ("rejected", "ProvenanceMismatchError"),
+        "untrusted-provenance": ("rejected", "UntrustedSignerError"),
+    }
+    by_name = {Path(m["path"]).name: m for m in doc["models"]}
+    assert by_name["mismatched"]["provenance"]["status"] == "invalid"
+    assert by_name["no-provenance"]["provenance"]["status"] == "missing"
+    assert by_name["base"]["provenance"]["builder"].startswith("urn:modelsign:local:")

@@ -304,3 +304,36 @@ def test_lineage_graph_in_the_browser(tmp_path: Path) -> None:
     assert len(image.colours()) > 100
     blue = sum(1 for (r, g, b) in image.colours(step=2) if (r, g, b) == (219, 234, 254))
     assert blue > 0  # a dataset node's fill
+
+
+def test_lineage_of_a_real_store_with_provenance(
+    tmp_path: Path, keypair: tuple[Path, Path], other_keypair: tuple[Path, Path]
+) -> None:
+    from tests.test_audit import ProvenanceStore
+
+    key, other = keys.load_private_key(keypair[0]), keys.load_private_key(other_keypair[0])
+    store = ProvenanceStore(tmp_path / "store", key, other)
+    page = tmp_path / "report.html"
+    result = _audit(store.root, "--key", keypair[1], "--html", page, "-q")
+    assert result.returncode == 1, result.stderr
+    dom = dump_dom(page)
+    svg = dom.find("section", id="lineage").find("svg")
+    nodes = {g.find("title").text(): g.attrs["class"] for g in svg.find_all("g", class_="node")}
+    assert nodes == {
+        "dataset": "node dataset",
+        str(store.base): "node model verified",
+        str(store.fine_tune): "node model verified",
+        str(store.bad_base): "node model rejected",
+        str(store.bad_fine_tune): "node model rejected",
+        # Not drawn: a provenance about another model (mismatched), and one
+        # that names no dataset or base model (untrusted-provenance).
+    }
+    # The claims of a model that did not verify are drawn dashed.
+    claimed = [p for p in svg.find_all("path", class_="edge") if "claimed" in p.attrs["class"]]
+    assert len(claimed) == 1
+    row = next(r for r in _rows(dom) if _model(r) == str(store.base))
+    panel = dom.find("article", id=row.find("a").attrs["href"][1:])
+    text = panel.text()
+    assert "Provenance" in text
+    assert "train.py" in text
+    assert '{"lr": 0.001}' in text

@@ -17,10 +17,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from modelsign._audit._provenance import provenance_of, summary
 from modelsign._audit._records import (
     VERDICTS,
     AuditRecord,
     FileRow,
+    ProvenanceSummary,
     SignerRow,
     Spool,
     Verdict,
@@ -28,7 +30,13 @@ from modelsign._audit._records import (
 )
 from modelsign._audit._walk import Candidate
 from modelsign._inspecting import BundleClaims, inspect_bundle
-from modelsign.errors import Error, MissingSignatureError, UsageError, VerificationError
+from modelsign.errors import (
+    Error,
+    MissingSignatureError,
+    ProvenanceError,
+    UsageError,
+    VerificationError,
+)
 from modelsign.policy import Policy
 from modelsign.signing import default_signature_path
 from modelsign.verifying import verify
@@ -147,7 +155,10 @@ def audit_one(
             c.path, policy, signature=signature, hf_cache=c.kind == "hf-snapshot", now=now
         )
     except Error as e:
-        return _refused(base, e, _claims(signature))
+        record, files = _refused(base, e, _claims(signature))
+        if record.claims_only:  # a bundle was read: so may its provenance be
+            record = replace(record, provenance=_claimed_provenance(signature, c, policy, e))
+        return record, files
     except OSError as e:  # a file that cannot be read: not judged
         return replace(base, error_type="OSError", reason=f"{c.path}: cannot read: {e}"), []
     # When it was signed: a key bundle does not say; the others claim a time.
@@ -156,6 +167,13 @@ def audit_one(
     signer = SignerRow.from_signed_by(
         verified.signed_by, claims.signer if claims else None, signature.name
     )
+    if verified.provenance is not None:  # the policy required it: verify checked it
+        provenance = summary(verified.provenance)
+    else:
+        provenance = provenance_of(signature, str(c.path), policy, verified.root_digest)
+    warnings: tuple[str, ...] = ()
+    if provenance.status in ("unverified", "invalid"):
+        warnings = (f"the provenance is {provenance.status}: {provenance.error}",)
     record = replace(
         base,
         verdict="verified",
@@ -166,8 +184,22 @@ def audit_one(
         files=len(files),
         size=_total(files),
         signers=(signer,),
+        provenance=provenance,
+        warnings=warnings,
     )
     return record, files
+
+
+def _claimed_provenance(
+    signature: Path, c: Candidate, policy: Policy, error: Error
+) -> ProvenanceSummary:
+    """The provenance of a model that did not verify: its claims; when the
+    provenance itself is why (the policy requires it), ``invalid`` with that
+    reason."""
+    provenance = provenance_of(signature, str(c.path), policy, None)
+    if isinstance(error, ProvenanceError) and provenance.status != "missing":
+        return replace(provenance, status="invalid", error=f"{type(error).__name__}: {error}")
+    return provenance
 
 
 def _total(files: Sequence[FileRow]) -> int | None:
@@ -288,7 +320,7 @@ def resolve_lineage(records: list[AuditRecord]) -> list[AuditRecord]:
             base = None if digest is None else found.get(digest)
             if not r.passed or base is None or base.passed:
                 continue
-            first_line = (base.reason or "").splitlines()[0] if base.reason else ""
+            first_line = (base.reason or "").splitlines()[0].rstrip(":") if base.reason else ""
             records[i] = r.with_verdict(
                 "rejected",
                 "LineageError",

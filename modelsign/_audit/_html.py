@@ -90,7 +90,8 @@ thead th[aria-sort=descending] button::after{content:" \\25BC";font-size:9px}
 tbody tr:last-child td{border-bottom:0}
 tbody tr:hover{background:#f8fafc}
 td.model{min-width:170px;max-width:300px}
-td[data-k=provenance]{max-width:280px;overflow-wrap:anywhere}
+td[data-k=provenance]{min-width:150px;max-width:240px}
+.cut{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;max-width:230px}
 td.model a{font-weight:600;overflow-wrap:anywhere}
 .sub{color:var(--muted);font-size:12px;margin-top:2px;overflow-wrap:anywhere}
 td.reason{min-width:240px;max-width:440px;color:#334155;overflow-wrap:anywhere}
@@ -274,6 +275,31 @@ def _signer_cell(signers: Iterable[SignerRow]) -> str:
     return "".join(out) or "—"
 
 
+def _provenance_cell(p: ProvenanceSummary | None) -> str:
+    if p is None:
+        return "—"
+    if p.status == "missing":
+        return '<span class="sub">none</span>'
+    if p.status == "invalid":
+        return f'<span class="tag claim" title="{e(p.error or "")}">invalid</span>'
+    lines = []
+    if p.base_model is not None:
+        lines.append(f"<div>base <b>{e(p.base_model.name)}</b></div>")
+    if p.datasets:
+        names = ", ".join(d.name for d in p.datasets)
+        count = len(p.datasets)
+        lines.append(f'<div title="{e(names)}">{count} dataset{"s" if count > 1 else ""}</div>')
+    if p.code is not None:
+        commit = (p.code.digest or "").rpartition(":")[2][:10] or "?"
+        dirty = " (dirty)" if p.code_dirty else ""
+        lines.append(f'<div class="sub" title="{e(p.code.name)}">commit {e(commit)}{dirty}</div>')
+    builder = p.builder or "?"
+    lines.append(f'<div class="sub cut" title="{e(builder)}">by {e(builder)}</div>')
+    if p.status == "unverified":
+        lines.append(f'<span class="tag claim" title="{e(p.error or "")}">claimed</span>')
+    return "".join(lines)
+
+
 def _row(r: AuditRecord) -> str:
     digest = "—"
     if r.root_digest:
@@ -286,7 +312,7 @@ def _row(r: AuditRecord) -> str:
     if r.model_name and r.model_name != Path(r.path).name:
         name = f'<div class="sub">{e(r.model_name)}</div>'
     threshold = "—" if r.threshold is None else e(r.threshold.describe())
-    prov = "—" if r.provenance is None else e(r.provenance.describe())
+    prov = _provenance_cell(r.provenance)
     reason = ""
     if r.error_type:
         first = " ".join(line.strip() for line in (r.reason or "").splitlines()[:2])
@@ -475,6 +501,11 @@ def _provenance(p: ProvenanceSummary) -> str:
             ("Started", e(p.started) if p.started else None),
             ("Finished", e(p.finished) if p.finished else None),
             ("Entry point", e(p.entry_point) if p.entry_point else None),
+            ("Frameworks", e(", ".join(p.frameworks)) if p.frameworks else None),
+            (
+                "Parameters",
+                f'<span class="mono">{e(p.parameters)}</span>' if p.parameters else None,
+            ),
             ("Signed by", _signer_cell([p.signer]) if p.signer else None),
             ("Problem", e(p.error) if p.error else None),
         ]

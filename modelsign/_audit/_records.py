@@ -29,6 +29,7 @@ __all__ = [
     "DependencyRow",
     "FileRow",
     "Kind",
+    "ProvenanceStatus",
     "ProvenanceSummary",
     "SignerRow",
     "Spool",
@@ -173,20 +174,26 @@ class ProvenanceSummary:
     started: str | None = None
     finished: str | None = None
     entry_point: str | None = None
+    #: ``torch 2.13.0``, ...: the framework versions recorded.
+    frameworks: tuple[str, ...] = ()
+    #: The hyperparameters, as JSON text (cut when long).
+    parameters: str | None = None
     signer: SignerRow | None = None
+    #: Why it is not verified (``unverified``, ``invalid``).
     error: str | None = None
 
     def describe(self) -> str:
         if self.status in ("missing", "invalid"):
             return self.status
-        parts = [self.builder or "builder ?"]
+        parts = []
+        if self.base_model is not None:
+            parts.append(f"base {self.base_model.name}")
+        if self.datasets:
+            parts.append(f"{len(self.datasets)} dataset(s)")
         if self.code is not None:
             commit = (self.code.digest or "").rpartition(":")[2][:12] or "?"
             parts.append(f"commit {commit}{' (dirty)' if self.code_dirty else ''}")
-        if self.datasets:
-            parts.append(f"{len(self.datasets)} dataset(s)")
-        if self.base_model is not None:
-            parts.append(f"base {self.base_model.name}")
+        parts.append(f"by {self.builder or '?'}")
         return ("" if self.status == "verified" else "UNVERIFIED ") + ", ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -201,6 +208,8 @@ class ProvenanceSummary:
             "started": self.started,
             "finished": self.finished,
             "entry_point": self.entry_point,
+            "frameworks": list(self.frameworks),
+            "parameters": self.parameters,
             "signer": None if self.signer is None else self.signer.to_json(),
             "error": self.error,
         }

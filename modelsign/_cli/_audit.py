@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from modelsign._audit import AuditRecord, AuditReport
 
 #: Widest a column of the text table gets (longer values are cut with "…").
-WIDTHS = {"model": 44, "version": 14, "signers": 34, "threshold": 12, "provenance": 36}
+WIDTHS = {"model": 44, "version": 14, "signers": 34, "threshold": 12, "provenance": 60}
 
 
 @app.command()
@@ -41,7 +41,10 @@ def audit(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress, and nothing printed if all verify.")
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No progress and no table: only failures, on standard error."
+        ),
     ] = False,
 ) -> None:
     """Verify every model found under PATH... and report each one.
@@ -83,8 +86,11 @@ def audit(
             reporter.close()
         if json_output:
             _print_json(report)
-        elif not (quiet and report.passed):
-            for line in table(report):
+        elif quiet:  # as every command: refusals (only) on standard error
+            for line in reasons(report):
+                typer.echo(line, err=True)
+        else:
+            for line in [*table(report), *reasons(report), *summary(report)]:
                 typer.echo(line)
         if html is not None:
             from modelsign._audit._html import write_report  # noqa: PLC0415
@@ -142,8 +148,7 @@ def _cells(r: AuditRecord) -> dict[str, str]:
 
 
 def table(report: AuditReport) -> list[str]:
-    """The report as text: a row per model, then every failure's reason,
-    then the counts. Every value from a bundle or a file name is ``shown``."""
+    """A row per model. Every value from a bundle or a file name is ``shown``."""
     rows = [_cells(r) for r in report.records]
     columns = list(rows[0]) if rows else []
     widths = {
@@ -156,15 +161,21 @@ def table(report: AuditReport) -> list[str]:
     ]
     if any(r.claims_only for r in report.records):
         lines.append("* claimed by the bundle, not verified (the model was not verified)")
-    failed = [r for r in report.records if not r.passed]
-    if failed:
-        lines += ["", "reasons:"]
-        for r in failed:
-            lines.append(f"  {r.verdict}  {shown(r.path)}  ({r.error_type})")
-            lines += [f"    {shown(line)}" for line in (r.reason or "").splitlines()]
-            if r.hint:
-                lines.append(f"    what to do: {r.hint}")
-    counts = report.counts()
-    summary = ", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n)
-    lines += ["", f"{len(report.records)} model(s): {summary}"]
     return lines
+
+
+def reasons(report: AuditReport) -> list[str]:
+    """Each model that did not verify, its error class, reason and what to do."""
+    failed = [r for r in report.records if not r.passed]
+    lines = ["", "reasons:"] if failed else []
+    for r in failed:
+        lines.append(f"  {r.verdict}  {shown(r.path)}  ({r.error_type})")
+        lines += [f"    {shown(line)}" for line in (r.reason or "").splitlines()]
+        if r.hint:
+            lines.append(f"    what to do: {r.hint}")
+    return lines
+
+
+def summary(report: AuditReport) -> list[str]:
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in report.counts().items() if n)
+    return ["", f"{len(report.records)} model(s): {counts}"]
