@@ -23,12 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelsign._audit._records import FileRow, SignerRow, file_rows
+from modelsign._audit._provenance import provenance_of
+from modelsign._audit._records import (
+    DependencyRow,
+    FileRow,
+    ProvenanceSummary,
+    SignerRow,
+    file_rows,
+)
 from modelsign._enumerating import SINGLE_FILE_NAME, hf_blobs_dir
 from modelsign._inspecting import inspect_bundle
 from modelsign.errors import UsageError
 from modelsign.manifest import Manifest, Resource
 from modelsign.policy import Policy
+from modelsign.provenance import check_provenance
 from modelsign.signing import default_signature_path
 from modelsign.verifying import check_bundle, read_bundle, verify
 
@@ -57,6 +65,8 @@ class Release:
     signer: SignerRow
     #: The signature (and, for a model path, every file) verified under the policy.
     verified: bool
+    #: Its signed provenance (status ``missing`` when there is none).
+    provenance: ProvenanceSummary
 
     def to_json(self) -> dict[str, Any]:
         ser = self.manifest.serialization
@@ -72,6 +82,7 @@ class Release:
             "shard_size": ser.shard_size,
             "file_count": len(self.manifest.file_fingerprints()),
             "signer": self.signer.to_json(),
+            "provenance": self.provenance.to_json(),
         }
 
 
@@ -114,9 +125,12 @@ def open_release(
     given = Path(path)
     signature, model = _locate(given)
     claims = inspect_bundle(signature)
+    name = str(model or signature)
     if trust is None:
         signer = SignerRow.from_claims(claims.signer, signature.name)
-        return Release(str(given), signature, model, claims.manifest, signer, False)
+        # Claims only; a provenance about another root digest is still told apart.
+        provenance = provenance_of(signature, name, None, claims.manifest.root_digest)
+        return Release(str(given), signature, model, claims.manifest, signer, False, provenance)
     if model is not None:
         hf = model.is_dir() and hf_blobs_dir(model) is not None
         result = verify(model, trust, signature=signature, hf_cache=hf, now=now)
@@ -124,8 +138,11 @@ def open_release(
     else:  # the bundle is read again: what is checked is what is compared
         bundle = read_bundle(signature)
         manifest, signed_by = check_bundle(bundle, trust, source=str(signature), now=now)
+        if trust.provenance.require:  # as verify does for a model path
+            check_provenance(signature, manifest.root_digest, name, trust, now=now)
     signer = SignerRow.from_signed_by(signed_by, claims.signer, signature.name)
-    return Release(str(given), signature, model, manifest, signer, True)
+    provenance = provenance_of(signature, name, trust, manifest.root_digest)
+    return Release(str(given), signature, model, manifest, signer, True, provenance)
 
 
 @dataclass(frozen=True)
@@ -305,6 +322,7 @@ def diff_releases(old: Release, new: Release) -> ReleaseDiff:
         changes.append(Change("signer", old.signer.describe(), new.signer.describe()))
     if a.root_digest != b.root_digest:
         changes.append(Change("root_digest", a.root_digest, b.root_digest))
+    changes += _provenance_changes(old.provenance, new.provenance)
     return ReleaseDiff(
         old,
         new,
@@ -315,3 +333,31 @@ def diff_releases(old: Release, new: Release) -> ReleaseDiff:
         tuple(uncomparable),
         unchanged,
     )
+
+
+def _dependency(d: DependencyRow | None) -> str:
+    return "none" if d is None else " ".join(x for x in (d.name, d.digest) if x)
+
+
+def _facts(p: ProvenanceSummary) -> dict[str, str]:
+    """What two provenances are compared on, as text."""
+    code = _dependency(p.code) + (" (dirty)" if p.code_dirty else "")
+    return {
+        "provenance.status": p.status,
+        "provenance.builder": p.builder or "none",
+        "provenance.code": code,
+        "provenance.entry_point": p.entry_point or "none",
+        "provenance.base_model": _dependency(p.base_model),
+        "provenance.datasets": ", ".join(map(_dependency, p.datasets)) or "none",
+        "provenance.frameworks": ", ".join(p.frameworks) or "none",
+        "provenance.parameters": p.parameters or "none",
+    }
+
+
+def _provenance_changes(old: ProvenanceSummary, new: ProvenanceSummary) -> list[Change]:
+    if old.status == "missing" and new.status == "missing":
+        return []
+    if "missing" in (old.status, new.status):
+        return [Change("provenance", old.status, new.status)]
+    a, b = _facts(old), _facts(new)
+    return [Change(field, a[field], b[field]) for field in a if a[field] != b[field]]

@@ -14,7 +14,7 @@ import pytest
 
 import modelsign
 from modelsign import keys
-from modelsign._diff import diff_releases, open_release
+from modelsign._diff import Change, diff_releases, open_release
 from modelsign.errors import (
     DigestMismatchError,
     MalformedBundleError,
@@ -306,3 +306,46 @@ def test_a_bundle_named_like_a_model_file_is_read_as_a_bundle(
     copy = v1.parent / "plain-bundle.json"
     shutil.copyfile(v1 / "model.sig", copy)
     assert diff_releases(open_release(v1), open_release(copy)).identical
+
+
+def test_provenance_changes(
+    releases: tuple[Path, Path], keypair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from modelsign.provenance import attest
+
+    v1, v2 = releases
+    data1, data2 = tmp_path / "data1", tmp_path / "data2"
+    for data in (data1, data2):
+        data.mkdir()
+        (data / "train.jsonl").write_text(data.name)
+    attest(v1, keypair[0], datasets=[data1], params={"lr": 1}, entry_point="train.py", environ={})
+    attest(
+        v2, keypair[0], datasets=[data2], base_model=v1, params={"lr": 2}, entry_point="train.py",
+        environ={},
+    )  # fmt: skip
+    result = cli(v1, v2, "--key", keypair[1], "--json")
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    validate(doc, "diff.schema.json")
+    changes = {c["field"]: (c["old"], c["new"]) for c in doc["changes"]}
+    root1 = doc["old"]["root_digest"]
+    digest = {
+        data: "sha256:" + (modelsign.provenance.read_provenance(model).datasets[0].sha256 or "")
+        for data, model in ((data1, v1), (data2, v2))
+    }
+    assert changes["provenance.datasets"] == (f"data1 {digest[data1]}", f"data2 {digest[data2]}")
+    assert changes["provenance.base_model"] == ("none", f"v1 sha256:{root1}")
+    assert changes["provenance.parameters"] == ('{"lr": 1}', '{"lr": 2}')
+    assert "provenance.builder" not in changes  # the same machine built both
+    assert doc["old"]["provenance"]["status"] == doc["new"]["provenance"]["status"] == "verified"
+    text = cli(v1, v2).stdout
+    assert f"provenance.base_model: none -> v1 sha256:{root1}" in text
+    # Present on one side only.
+    (v1 / "model.provenance.sig").unlink()
+    result = diff_releases(open_release(v1), open_release(v2))
+    assert [c for c in result.changes if c.field.startswith("provenance")] == [
+        Change("provenance", "missing", "unverified")
+    ]
+    # Another model's provenance is told apart even unverified.
+    shutil.copyfile(v2 / "model.provenance.sig", v1 / "model.provenance.sig")
+    assert open_release(v1).provenance.status == "invalid"

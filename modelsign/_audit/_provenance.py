@@ -23,7 +23,7 @@ from modelsign._audit._records import (
     SignerRow,
 )
 from modelsign._slsa import Dependency, Provenance, rfc3339
-from modelsign.errors import Error, MissingProvenanceError
+from modelsign.errors import Error, MissingProvenanceError, ProvenanceMismatchError
 from modelsign.policy import Policy
 from modelsign.provenance import check_provenance, provenance_beside, read_provenance
 
@@ -83,7 +83,7 @@ def summary(
 def provenance_of(
     signature: Path,
     model: str,
-    policy: Policy,
+    policy: Policy | None,
     root_digest: str | None,
 ) -> ProvenanceSummary:
     """The provenance beside the bundle ``signature``.
@@ -91,7 +91,7 @@ def provenance_of(
     Args:
         signature: the model's bundle.
         model: how to name the model in messages.
-        policy: what is trusted.
+        policy: what is trusted (``None``: nothing, the provenance is read).
         root_digest: the model's *verified* root digest, or ``None`` when
             the model did not verify (its provenance is then only read).
 
@@ -107,7 +107,7 @@ def provenance_of(
     path = provenance_beside(signature)
     if not path.is_file() and not path.is_symlink():
         return ProvenanceSummary("missing", signature=str(path))
-    if root_digest is not None:
+    if root_digest is not None and policy is not None:
         try:
             return summary(check_provenance(signature, root_digest, model, policy))
         except MissingProvenanceError:
@@ -123,5 +123,9 @@ def provenance_of(
     status: ProvenanceStatus = "unverified"
     if root_digest is not None and claims.subject_digest != root_digest:
         status = "invalid"  # about another model
+        failure = failure or ProvenanceMismatchError(
+            f"{path}: about the model with root digest sha256:{claims.subject_digest}, not "
+            f"{model} (sha256:{root_digest})"
+        )
     error = None if failure is None else f"{type(failure).__name__}: {failure}"
     return summary(claims, status, error)
