@@ -75,13 +75,14 @@ def audit(
     reporter = CountReporter("auditing", len(candidates), quiet or json_output)
     with Spool() as spool:
         try:
-            report = run_audit(
-                candidates,
-                trust,
-                spool,
-                paths=paths,
-                progress=lambda c: reporter.item(shown(c.path)),
-            )
+            with errors(json_output):  # Ctrl-C: "interrupted", exit 130; a bug: exit 3
+                report = run_audit(
+                    candidates,
+                    trust,
+                    spool,
+                    paths=paths,
+                    progress=lambda c: reporter.item(shown(c.path)),
+                )
         finally:
             reporter.close()
         if json_output:
