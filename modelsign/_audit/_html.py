@@ -179,18 +179,25 @@ SCRIPT = """
     if (!cell) { return ""; }
     return cell.hasAttribute("data-v") ? cell.getAttribute("data-v") : cell.textContent.trim();
   }
-  function compare(a, b) {
-    var x = value(a, sort), y = value(b, sort), nx = Number(x), ny = Number(y), c;
-    if (x !== "" && y !== "" && isFinite(nx) && isFinite(ny)) { c = nx - ny; }
-    else { c = x.localeCompare(y, undefined, {numeric: true, sensitivity: "base"}); }
-    if (!c) { c = value(a, "model").localeCompare(value(b, "model")); }
-    return c * dir || Number(a.getAttribute("data-i")) - Number(b.getAttribute("data-i"));
+  function keyed(key) {
+    var out = new Map();
+    rows.forEach(function (row) { out.set(row, value(row, key)); });
+    return out;
+  }
+  function compare(keys, names) {
+    return function (a, b) {
+      var x = keys.get(a), y = keys.get(b), nx = Number(x), ny = Number(y), c;
+      if (x !== "" && y !== "" && isFinite(nx) && isFinite(ny)) { c = nx - ny; }
+      else { c = x.localeCompare(y, undefined, {numeric: true, sensitivity: "base"}); }
+      if (!c) { c = names.get(a).localeCompare(names.get(b)); }
+      return c * dir || Number(a.getAttribute("data-i")) - Number(b.getAttribute("data-i"));
+    };
   }
   function render() {
     var needle = search.value.trim().toLowerCase();
     var allowed = boxes.filter(function (b) { return b.checked; })
       .map(function (b) { return b.value; });
-    rows.sort(compare);
+    rows.sort(compare(keyed(sort), keyed("model")));
     var count = 0;
     rows.forEach(function (row) {
       var ok = allowed.indexOf(row.getAttribute("data-verdict")) >= 0 &&
