@@ -469,3 +469,33 @@ def test_a_policy_that_requires_provenance_decides_the_verdicts(
     assert by_name["mismatched"]["provenance"]["status"] == "invalid"
     assert by_name["no-provenance"]["provenance"]["status"] == "missing"
     assert by_name["base"]["provenance"]["builder"].startswith("urn:modelsign:local:")
+
+
+def test_a_bug_on_one_model_does_not_end_the_audit(
+    tmp_path: Path, keypair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelsign._audit import _auditing
+
+    first, second = _folder(tmp_path / "s" / "a"), _folder(tmp_path / "s" / "b", 1)
+    for model in (first, second):
+        modelsign.sign(model, keypair[0])
+    real = _auditing.verify
+
+    def broken(model: Path, *args: object, **kwargs: object) -> object:
+        if Path(model) == first:
+            raise RuntimeError("boom")
+        return real(model, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_auditing, "verify", broken)
+    monkeypatch.delenv("MODELSIGN_DEBUG", raising=False)
+    with Spool() as spool:
+        report = audit(find_models([tmp_path / "s"]), modelsign.Policy.of([keypair[1]]), spool)
+    (a, b) = report.records
+    assert (a.verdict, a.error_type, b.verdict) == ("error", "InternalError", "verified")
+    assert a.reason == (
+        f"{first}: internal error: RuntimeError: boom (a bug: please report it; "
+        "MODELSIGN_DEBUG=1 raises it)"
+    )
+    monkeypatch.setenv("MODELSIGN_DEBUG", "1")
+    with Spool() as spool, pytest.raises(RuntimeError, match="boom"):
+        audit(find_models([tmp_path / "s"]), modelsign.Policy.of([keypair[1]]), spool)

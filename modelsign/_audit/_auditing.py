@@ -161,6 +161,14 @@ def audit_one(
         return record, files
     except OSError as e:  # a file that cannot be read: not judged
         return replace(base, error_type="OSError", reason=f"{c.path}: cannot read: {e}"), []
+    except Exception as e:  # a bug must not end the audit of the other models
+        if os.environ.get("MODELSIGN_DEBUG"):
+            raise
+        reason = (
+            f"{c.path}: internal error: {type(e).__name__}: {e} (a bug: please report it; "
+            "MODELSIGN_DEBUG=1 raises it)"
+        )
+        return replace(base, error_type="InternalError", reason=reason), []
     # When it was signed: a key bundle does not say; the others claim a time.
     claims = None if verified.signed_by.method == "key" else _claims(signature)
     files = file_rows(verified.manifest)
