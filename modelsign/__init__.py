@@ -42,10 +42,14 @@ _LAZY = {
     "load_private_key": "modelsign.keys",
     "load_public_key": "modelsign.keys",
     "Anchor": "modelsign.policy",
+    "AnchorTerms": "modelsign.policy",
     "CertificateAuthority": "modelsign.policy",
+    "Pin": "modelsign.policy",
     "Policy": "modelsign.policy",
     "SigstoreIdentity": "modelsign.policy",
+    "Threshold": "modelsign.policy",
     "HashType": "modelsign.manifest",
+    "Release": "modelsign.manifest",
     "CertificateSigner": "modelsign.signing",
     "KeySigner": "modelsign.signing",
     "Method": "modelsign.signing",
@@ -61,6 +65,7 @@ _LAZY = {
     "ClaimedSigner": "modelsign._inspecting",
     "inspect_bundle": "modelsign._inspecting",
     "enforce": "modelsign.hooks",
+    "cosign": "modelsign._cosigning",
     "Dependency": "modelsign.provenance",
     "Provenance": "modelsign.provenance",
     "attest": "modelsign.provenance",
@@ -86,6 +91,7 @@ _MODULES = frozenset(
 
 __all__ = [
     "Anchor",
+    "AnchorTerms",
     "BundleClaims",
     "CertificateAuthority",
     "CertificateSigner",
@@ -95,21 +101,25 @@ __all__ = [
     "HashType",
     "KeySigner",
     "Method",
+    "Pin",
     "Policy",
     "PrivateKey",
     "Progress",
     "Provenance",
     "PublicKey",
+    "Release",
     "SignedBy",
     "SignedModel",
     "Signer",
     "SigstoreIdentity",
     "SigstoreSigner",
+    "Threshold",
     "UsageError",
     "VerificationError",
     "VerifiedModel",
     "__version__",
     "attest",
+    "cosign",
     "enforce",
     "generate",
     "inspect_bundle",
@@ -122,12 +132,21 @@ __all__ = [
 ]
 
 if _TYPE_CHECKING:
+    from modelsign._cosigning import cosign
     from modelsign._inspecting import BundleClaims, ClaimedSigner, inspect_bundle
     from modelsign.errors import Error, UsageError, VerificationError
     from modelsign.hooks import enforce
     from modelsign.keys import PrivateKey, PublicKey, generate, load_private_key, load_public_key
-    from modelsign.manifest import HashType
-    from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdentity
+    from modelsign.manifest import HashType, Release
+    from modelsign.policy import (
+        Anchor,
+        AnchorTerms,
+        CertificateAuthority,
+        Pin,
+        Policy,
+        SigstoreIdentity,
+        Threshold,
+    )
     from modelsign.provenance import (
         Dependency,
         Provenance,

@@ -4,7 +4,7 @@ the frameworks installed.
 
 Read only here, at the edge (``git`` is run, ``os.environ`` is read), so that
 :mod:`modelsign.provenance` builds statements from plain values. Which
-variables are read is listed in ``docs/adr/0003-provenance.md``.
+variables are read is listed in ``docs/adr/0004-provenance.md``.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: The signed provenance of a folder model, ``MODEL/model.provenance.sig``
-#: (modelsign.provenance; docs/adr/0003-provenance.md).
+#: (modelsign.provenance; docs/adr/0004-provenance.md).
 PROVENANCE_FILE = "model.provenance.sig"
 
 #: Top-level paths a directory model never signs; recorded in the bundle.
@@ -111,7 +111,8 @@ def enumerate_model(
     """List the files of ``model``.
 
     ``ignore_paths`` are exact relative paths (a directory ignores its subtree).
-    ``signature``, when inside a directory model, is ignored too. With
+    ``signature``, when inside a directory model, is ignored too, with its
+    co-signatures folder (``SIGNATURE.d``). With
     ``hf_cache``, the symlinks of a Hugging Face cache snapshot into its own
     ``blobs/`` folder are followed (and nothing else). Raises
     :class:`UnsafeModelError` for an unsafe or empty tree, and
@@ -145,8 +146,10 @@ def enumerate_model(
 
     if signature is not None:
         rel = _relative_inside(signature, model)
-        if rel is not None and rel not in ignores:
-            ignores = (*ignores, rel)
+        # The bundle, and the folder of its co-signatures (``model.sig.d``).
+        for own in () if rel is None else (rel, f"{rel}.d"):
+            if own not in ignores:
+                ignores = (*ignores, own)
     files: list[ModelFile] = []
     blobs = hf_blobs_dir(model) if hf_cache else None
     _walk(model, "", frozenset(ignores), allow_symlinks, blobs, files)

@@ -32,25 +32,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from modelsign import _archive
+from modelsign import _archive, _rollback
 from modelsign._digests import Fingerprint, HashScheme
 from modelsign._enumerating import SINGLE_FILE_NAME, hf_blobs_dir, symlink_target
 from modelsign._hashing import CHUNK_SIZE
+from modelsign._refusals import load_refusal_class
+from modelsign._threshold import trusted_statement
 from modelsign.errors import (
     FileDigestMismatchError,
     LoadRefusedError,
     MissingSignatureError,
     ModelMismatchError,
+    ThresholdNotMetError,
     UnsafeArchiveError,
     UnsafeLoadError,
     UnsafeModelError,
     UnsignedFileError,
-    UntrustedBundleError,
     VerificationError,
 )
 from modelsign.manifest import Manifest
 from modelsign.policy import Policy, ProvenanceRules
-from modelsign.verifying import VerifiedModel, check_bundle, read_bundle, verify
+from modelsign.verifying import VerifiedModel, verify
 
 __all__ = ["MEMFD_THRESHOLD", "Guard", "LoadSource"]
 
@@ -164,9 +166,18 @@ class Guard:
 
     # ------------------------------------------------------------------ bundles
 
-    def _bundle(self, signature: Path) -> Manifest:
-        manifest, _ = check_bundle(read_bundle(signature), self.policy, source=str(signature))
+    def _bundle(self, signature: Path, paths: list[str]) -> Manifest:
+        """The statement of ``signature`` (and its co-signatures) that the
+        policy's anchors, terms, thresholds and pins for ``paths`` accept,
+        whose provenance holds when required, and whose release the rollback
+        state allows; nothing is cached, so a reloaded policy (a revoked
+        signer) applies to the next load."""
+        manifest = trusted_statement(signature, self.policy, paths=paths).manifest
         self._provenance(signature, manifest.root_digest, str(signature.parent))
+        if self.policy.state is not None:
+            _rollback.check(
+                self.policy.state, manifest.release, manifest.root_digest, str(signature)
+            )
         return manifest
 
     def _provenance(self, signature: Path, root_digest: str, model: str) -> None:
@@ -181,14 +192,30 @@ class Guard:
             signature, root_digest, model, self.policy, verified_bases=self._verified_bases
         )
 
-    def _explicit(self) -> tuple[list[_Vouch], list[tuple[Path, VerificationError]]]:
+    def _explicit(
+        self, path: str | None = None
+    ) -> tuple[list[_Vouch], list[tuple[Path, VerificationError]]]:
         found, errors = [], []
         for sig in self.policy.bundles:
             try:
-                found.append(_Vouch(sig, self._bundle(sig), None))
+                found.append(_Vouch(sig, self._bundle(sig, [path] if path else []), None))
             except VerificationError as e:
                 errors.append((sig, e))
         return found, errors
+
+    def _accept(self, source: LoadSource, target: str, vouch: _Vouch) -> LoadSource:
+        """The bytes matched ``vouch``: check the archive, and record the
+        model's version in the rollback state (the load verified)."""
+        self._check_archive(source, target)
+        state, manifest = self.policy.state, vouch.manifest
+        if state is not None:
+            try:
+                _rollback.record(
+                    state, manifest.release, manifest.root_digest, str(vouch.signature)
+                )
+            except VerificationError as e:
+                raise self._refuse(load_refusal_class(e), target, str(e)) from e
+        return source
 
     def _discover(self, path: str) -> tuple[_Vouch | None, list[tuple[Path, VerificationError]]]:
         """The nearest verified bundle that lists the file at absolute ``path``."""
@@ -207,7 +234,7 @@ class Guard:
             if not os.path.isfile(signature):
                 continue
             try:
-                manifest = self._bundle(signature)
+                manifest = self._bundle(signature, [path] if single else [str(root), path])
             except MissingSignatureError:
                 continue
             except VerificationError as e:
@@ -398,10 +425,9 @@ class Guard:
         explicit = [v for v in explicit if v.could_match(len(data))]
         types = {v.scheme for v in explicit} or {HashScheme("sha256")}
         digests = _hash_bytes(data, types)
-        if any(v.vouches_for(digests) for v in explicit):
-            source = LoadSource(data=data)
-            self._check_archive(source, what)
-            return source
+        matched = next((v for v in explicit if v.vouches_for(digests)), None)
+        if matched is not None:
+            return self._accept(LoadSource(data=data), what, matched)
         raise self._unsigned(what, digests, errors)
 
     def verify_directory(
@@ -420,16 +446,22 @@ class Guard:
                 root = candidate
                 break
         try:
-            plain = dataclasses.replace(self.policy, provenance=ProvenanceRules())
+            # Provenance, then the rollback state, once the folder verified.
+            plain = dataclasses.replace(self.policy, provenance=ProvenanceRules(), state=None)
             verified = verify(root, plain, hf_cache=True, missing_ok=missing_ok)
             self._provenance(verified.signature, verified.root_digest, str(root))
+            if self.policy.state is not None:
+                release, digest = verified.release, verified.root_digest
+                _rollback.record(self.policy.state, release, digest, str(verified.signature))
             return verified
         except VerificationError as e:
-            raise self._refuse(
+            refusal = self._refuse(
                 _refusal_class(e),
                 display or os.fspath(path),
                 f"the model directory does not verify: {e}",
-            ) from e
+            )
+            _copy_report(e, refusal)
+            raise refusal from e
 
     # ------------------------------------------------------------------ core
 
@@ -446,7 +478,7 @@ class Guard:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise self._refuse(UnsafeLoadError, path, "not a regular file")
-        explicit, explicit_errors = self._explicit()
+        explicit, explicit_errors = self._explicit(path)
         errors = errors + explicit_errors
         explicit = [v for v in explicit if v.could_match(st.st_size)]
         if vouch is None and not explicit:
@@ -467,8 +499,7 @@ class Guard:
                 expected = vouch.expected() if size_ok else None
                 actual = digests.get(vouch.scheme)
                 if expected is not None and actual == expected:
-                    self._check_archive(source, path)
-                    return source
+                    return self._accept(source, path, vouch)
                 if not any(v.vouches_for(digests) for v in explicit):
                     if expected is None or actual is None:
                         raise self._size_mismatch(path, vouch, st.st_size)
@@ -482,9 +513,9 @@ class Guard:
                         want,
                         got,
                     )
-            if any(v.vouches_for(digests) for v in explicit):
-                self._check_archive(source, path)
-                return source
+            matched = next((v for v in explicit if v.vouches_for(digests)), None)
+            if matched is not None:
+                return self._accept(source, path, matched)
             raise self._unsigned(path, digests, errors)
         except BaseException:
             source.close()
@@ -515,11 +546,12 @@ class Guard:
         if errors:
             sig, err = errors[0]
             refusal = self._refuse(
-                UntrustedBundleError,
+                load_refusal_class(err),
                 target,
                 f"the bundle {sig} cannot vouch for it: {err}",
                 actual=actual,
             )
+            _copy_report(err, refusal)
             refusal.__cause__ = err
             return refusal
         if sha256 is not None:
@@ -559,7 +591,13 @@ def _refusal_class(error: VerificationError) -> type[LoadRefusedError]:
         return UnsignedFileError if kinds == {"extra"} else FileDigestMismatchError
     if isinstance(error, (UnsafeArchiveError, UnsafeModelError)):
         return UnsafeLoadError
-    return UntrustedBundleError
+    return load_refusal_class(error)
+
+
+def _copy_report(error: VerificationError, refusal: LoadRefusedError) -> None:
+    """A threshold refusal carries the report of which signatures counted."""
+    if isinstance(error, ThresholdNotMetError) and isinstance(refusal, ThresholdNotMetError):
+        refusal.report = error.report
 
 
 def fileno_of(f: Any) -> int | None:

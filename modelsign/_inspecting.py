@@ -62,6 +62,7 @@ class BundleClaims:
             "signature": str(self.signature),
             "signer": self.signer.to_json(),
             "model_name": self.manifest.model_name,
+            "release": None if self.manifest.release is None else self.manifest.release.to_json(),
             "root_digest": self.manifest.root_digest,
             "hash_type": ser.hash_type,
             "method": ser.method,

@@ -3,7 +3,7 @@ v1 predicate, built from plain values and parsed strictly from untrusted bytes.
 
 No I/O here: :mod:`modelsign.provenance` gathers the values (files, git, CI,
 clock) and signs. The mapping of a training run onto the predicate is in
-``docs/adr/0003-provenance.md``.
+``docs/adr/0004-provenance.md``.
 """
 
 from __future__ import annotations

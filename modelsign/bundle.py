@@ -84,10 +84,13 @@ def _enc(data: bytes) -> str:
 @dataclass(frozen=True)
 class KeyMaterial:
     """Key method: a key id (``hint``), or the PEM key itself in older bundles.
-    Neither is trusted: the verifier only uses them to pick a trusted key."""
+    Neither is trusted: the verifier only uses them to pick a trusted key.
+    RFC 3161 timestamps over the DSSE signature (``timestampVerificationData``)
+    are kept as given, and trusted only when the policy names a TSA for the key."""
 
     hint: str | None = None
     raw_bytes: bytes | None = None
+    timestamps: tuple[bytes, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         key: dict[str, Any] = {}
@@ -95,7 +98,14 @@ class KeyMaterial:
             key["hint"] = self.hint
         if self.raw_bytes is not None:
             key["rawBytes"] = _enc(self.raw_bytes)
-        return {"publicKey": key, "tlogEntries": []}
+        out: dict[str, Any] = {"publicKey": key, "tlogEntries": []}
+        if self.timestamps:
+            out["timestampVerificationData"] = _timestamps_to_json(self.timestamps)
+        return out
+
+
+def _timestamps_to_json(tokens: tuple[bytes, ...]) -> dict[str, Any]:
+    return {"rfc3161Timestamps": [{"signedTimestamp": _enc(t)} for t in tokens]}
 
 
 @dataclass(frozen=True)
@@ -112,9 +122,7 @@ class CertificateMaterial:
             "x509CertificateChain": {"certificates": [{"rawBytes": _enc(c)} for c in self.chain]}
         }
         if self.timestamps:
-            out["timestampVerificationData"] = {
-                "rfc3161Timestamps": [{"signedTimestamp": _enc(t)} for t in self.timestamps]
-            }
+            out["timestampVerificationData"] = _timestamps_to_json(self.timestamps)
         return out
 
 
@@ -258,7 +266,7 @@ def _material_from_json(obj: object) -> Material:
             raise MalformedBundleError("publicKey needs a hint or rawBytes")
         if tlog not in (None, []):
             raise MalformedBundleError("a key-method bundle has no transparency log entries")
-        return KeyMaterial(hint, raw)
+        return KeyMaterial(hint, raw, _timestamps_from_json(obj.get("timestampVerificationData")))
     if method == "x509CertificateChain":
         chain = obj["x509CertificateChain"]
         certs = chain.get("certificates") if isinstance(chain, dict) else None

@@ -25,6 +25,7 @@ __all__ = [
     "BundleTooLargeError",
     "ConfigError",
     "DigestMismatchError",
+    "EquivocationError",
     "Error",
     "ExtraFileError",
     "FileDigestMismatchError",
@@ -39,17 +40,26 @@ __all__ = [
     "MissingProvenanceError",
     "MissingSignatureError",
     "ModelMismatchError",
+    "ModelSubstitutionError",
     "NoTrustAnchorError",
     "OverwriteError",
     "PassphraseError",
     "ProvenanceError",
     "ProvenanceMismatchError",
+    "RollbackError",
+    "SignerExpiredError",
+    "SignerNotYetValidError",
+    "SignerRevokedError",
+    "SignerValidityError",
+    "StateFileError",
+    "ThresholdNotMetError",
     "UnsafeArchiveError",
     "UnsafeLoadError",
     "UnsafeModelError",
     "UnsignedFileError",
     "UntrustedBundleError",
     "UntrustedSignerError",
+    "UnversionedModelError",
     "UsageError",
     "VerificationError",
 ]
@@ -139,6 +149,17 @@ class OverwriteError(UsageError):
     """An output file already exists and modelsign never overwrites it."""
 
 
+class StateFileError(ConfigError):
+    """The policy's rollback state file is missing, unreadable, corrupt or
+    locked for too long. Never reset silently: ``modelsign state reset``
+    (or ``pin``) writes it on purpose."""
+
+    hint = (
+        "create or repair it on purpose: modelsign state reset --policy POLICY (forgets every "
+        "model), or modelsign state pin MODEL --policy POLICY"
+    )
+
+
 # --------------------------------------------------------------------------
 # "Do not trust this model": exit code 1.
 
@@ -176,6 +197,100 @@ class UntrustedSignerError(VerificationError):
     hint = (
         "if this signer should be trusted, add its key, identity or CA to the policy; "
         "otherwise get the model signed by a signer you trust"
+    )
+
+
+class SignerValidityError(UntrustedSignerError):
+    """A trusted signer's anchor did not vouch for signatures at the time this
+    one was made: outside its validity window, or revoked. The time comes
+    only from trusted evidence (a verified timestamp, Rekor's integrated
+    time), else it is the verification time."""
+
+
+class SignerExpiredError(SignerValidityError):
+    """The signature was made at or after the anchor's ``not_after``."""
+
+    hint = (
+        "the key or identity expired: get the model signed by its successor (rotation), or, "
+        "if the signature is older, have it timestamped by a TSA the policy names"
+    )
+
+
+class SignerNotYetValidError(SignerValidityError):
+    """The signature was made before the anchor's ``not_before``."""
+
+    hint = "the policy does not trust this signer yet: check not_before, or the signer's clock"
+
+
+class SignerRevokedError(SignerValidityError):
+    """The anchor is revoked: for every signature, or for those not proven
+    (by a trusted timestamp) to be older than the revocation time."""
+
+    hint = (
+        "the signer's key or identity was revoked: get the model signed again by a signer "
+        "the policy trusts"
+    )
+
+
+class ThresholdNotMetError(VerificationError):
+    """Fewer distinct trusted signers vouch for the statement than a policy
+    rule requires. ``report`` (also in :meth:`to_json` as ``signatures``)
+    lists which bundles counted, for whom, and why the others did not."""
+
+    hint = (
+        "add the missing signatures with modelsign cosign (each signer once), or check why "
+        "the listed bundles did not count"
+    )
+    report: dict[str, object] | None = None
+
+    def __init__(self, message: str, *, report: dict[str, object] | None = None) -> None:
+        self.report = report
+        super().__init__(message)
+
+    def to_json(self) -> dict[str, object]:
+        out = super().to_json()
+        if self.report is not None:
+            out["signatures"] = self.report
+        return out
+
+
+class ModelSubstitutionError(VerificationError):
+    """A validly signed bundle is for another model than the policy pins for
+    this path (or records no model name where a pin needs one)."""
+
+    hint = (
+        "the files at this path are another model than the policy expects: restore the "
+        "right model, or correct the pin ([[trust.pin]]) if the change is intended"
+    )
+
+
+class RollbackError(VerificationError):
+    """The model's signed version is older than the highest version of that
+    model this policy's state file has seen verify."""
+
+    hint = (
+        "a newer version of this model has been verified here: install it; to go back on "
+        "purpose, modelsign state pin MODEL --policy POLICY"
+    )
+
+
+class EquivocationError(VerificationError):
+    """The model's signed version was seen before with another root digest:
+    two different models were signed under the same name and version."""
+
+    hint = (
+        "someone signed two different models as the same version: find out which one is "
+        "genuine; to accept this one on purpose, modelsign state pin MODEL --policy POLICY"
+    )
+
+
+class UnversionedModelError(VerificationError):
+    """The policy keeps rollback state, and the bundle records no model name
+    and version to check it with."""
+
+    hint = (
+        "sign the model with a name and version (modelsign sign --model-name N "
+        "--model-version V), or keep it out of a policy with a rollback state"
     )
 
 

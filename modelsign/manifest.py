@@ -31,6 +31,7 @@ from modelsign._digests import (
 from modelsign._enumerating import SINGLE_FILE_NAME
 from modelsign._hashing import FileDigest, MemberDigest
 from modelsign._paths import check_name, collision_key
+from modelsign._release import Release
 from modelsign.errors import MalformedBundleError, UnsafeModelError
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "STATEMENT_TYPE",
     "HashType",
     "Manifest",
+    "Release",
     "Resource",
     "Serialization",
 ]
@@ -394,6 +396,9 @@ class Manifest:
     model_name: str
     resources: tuple[Resource, ...]
     serialization: Serialization = field(default_factory=Serialization)
+    #: The signed model name and version (``subject[0].annotations.release``),
+    #: when the signer recorded them.
+    release: Release | None = None
 
     @classmethod
     def from_digests(
@@ -480,9 +485,12 @@ class Manifest:
         return found
 
     def to_statement(self) -> dict[str, Any]:
+        subject: dict[str, Any] = {"name": self.model_name, "digest": {"sha256": self.root_digest}}
+        if self.release is not None:
+            subject["annotations"] = {"release": self.release.to_json()}
         return {
             "_type": STATEMENT_TYPE,
-            "subject": [{"name": self.model_name, "digest": {"sha256": self.root_digest}}],
+            "subject": [subject],
             "predicateType": PREDICATE_TYPE,
             "predicate": {
                 "resources": [r.to_json() for r in self.resources],
@@ -549,6 +557,7 @@ class Manifest:
             isinstance(digest, dict) and _is_hex(digest.get("sha256"), 64),
             "the subject needs a sha256 digest of 64 lowercase hex digits",
         )
+        release = Release.from_annotations(subject.get("annotations"))
         predicate = st.get("predicate")
         _require(isinstance(predicate, dict), "the predicate must be an object")
         assert isinstance(predicate, dict)
@@ -579,7 +588,7 @@ class Manifest:
         else:
             _check_collisions(names)
         assert isinstance(name, str)
-        manifest = cls(name, resources, serialization)
+        manifest = cls(name, resources, serialization, release)
         assert isinstance(digest, dict)
         _require(
             manifest.root_digest == digest["sha256"],

@@ -45,28 +45,46 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from modelsign._files import read_small
+from modelsign._policyprovenance import ProvenanceRules, parse_provenance_rules
+from modelsign._policyrules import (
+    ANCHOR_TERM_KEYS,
+    AnchorTerms,
+    Pin,
+    Threshold,
+    check_rules,
+    parse_anchor_terms,
+    parse_key_entries,
+    parse_rules,
+    rules_toml,
+    terms_toml,
+)
+from modelsign._policytoml import (
+    check_global,
+    check_keys,
+    parse_toml,
+    paths,
+    resolve_path,
+    string,
+)
 from modelsign.errors import ConfigError, KeyLoadError, NoTrustAnchorError
 from modelsign.keys import PublicKey, load_public_key
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
-
 __all__ = [
     "Anchor",
+    "AnchorTerms",
     "CertificateAuthority",
     "Mode",
+    "Pin",
     "Policy",
     "ProvenanceRules",
     "SigstoreIdentity",
+    "Threshold",
     "UnverifiedPickles",
 ]
 
@@ -75,9 +93,10 @@ MAX_POLICY_BYTES = 1024 * 1024
 # Every key a policy may hold, by table; anything else is a typo or a feature
 # this version does not have, and both must be refused rather than ignored.
 _SCHEMA: Mapping[str, frozenset[str]] = {
-    "trust": frozenset({"keys", "bundles", "sigstore", "certificate"}),
-    "trust.sigstore": frozenset({"identity", "issuer", "instance", "trust_root"}),
-    "trust.certificate": frozenset({"ca", "identity", "tsa"}),
+    "trust": frozenset({"keys", "bundles", "sigstore", "certificate", "threshold", "pin"}),
+    "trust.sigstore": frozenset({"identity", "issuer", "instance", "trust_root"})
+    | ANCHOR_TERM_KEYS,
+    "trust.certificate": frozenset({"ca", "identity", "tsa"}) | ANCHOR_TERM_KEYS,
     "enforce": frozenset(
         {"mode", "scope", "discover", "pickle_loads", "unverified_pickles", "allowed_globals"}
     ),
@@ -91,10 +110,14 @@ UNVERIFIED_PICKLES: tuple[UnverifiedPickles, ...] = ("refuse", "allow")
 ENV_VAR = "MODELSIGN_POLICY"
 
 
-def _check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str, source: str) -> None:
-    unknown = sorted(set(table) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))} in {where}")
+def _tables(trust: Mapping[str, Any], key: str, source: str) -> list[Mapping[str, Any]]:
+    value = trust.get(key, [])
+    where = f"[[trust.{key}]]"
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ConfigError(f"{source}: {where} must be an array of tables")
+    for table in value:
+        check_keys(table, _SCHEMA[f"trust.{key}"], where, source)
+    return value
 
 
 @dataclass(frozen=True)
@@ -195,8 +218,16 @@ class Policy:
     allowed_globals: frozenset[str] = frozenset()
     #: The file this policy was read from (child processes read it again).
     path: Path | None = None
+    #: Names, validity windows and revocation of anchors (release trust).
+    anchor_terms: tuple[AnchorTerms, ...] = ()
+    #: k-of-n rules: every rule that applies to a model must be met.
+    thresholds: tuple[Threshold, ...] = ()
+    #: Which model name is expected at a path.
+    pins: tuple[Pin, ...] = ()
+    #: The rollback state file (highest version and root digest per model name).
+    state: Path | None = None
     #: What the model's signed provenance must show ([provenance]).
-    provenance: ProvenanceRules = dataclasses.field(default_factory=lambda: ProvenanceRules())  # noqa: PLW0108 - defined below
+    provenance: ProvenanceRules = dataclasses.field(default_factory=ProvenanceRules)
 
     def __post_init__(self) -> None:
         if not (self.keys or self.sigstore or self.certificates):
@@ -213,7 +244,7 @@ class Policy:
             )
         object.__setattr__(self, "allowed_globals", frozenset(self.allowed_globals))
         for name in self.allowed_globals:
-            _check_global(name, self.source)
+            check_global(name, self.source)
         for folder in self.scope:
             if not os.path.isdir(folder):
                 # A scope that names nothing guards nothing: enforcement
@@ -223,6 +254,16 @@ class Policy:
                     "scopes are relative to the policy file): the policy would guard nothing "
                     "there"
                 )
+        check_rules(self)
+
+    def terms_for(self, anchor: Anchor) -> AnchorTerms | None:
+        """What the policy says about ``anchor`` (its name, times), if anything."""
+        return next((t for t in self.anchor_terms if t.anchor == anchor), None)
+
+    @property
+    def anchors(self) -> tuple[Anchor, ...]:
+        """Every trust anchor: keys, Sigstore identities, CAs."""
+        return (*self.keys, *self.sigstore, *self.certificates)
 
     def describe(self) -> str:
         """Where the policy comes from and its mode, for messages."""
@@ -256,10 +297,17 @@ class Policy:
         def strings(values: Iterable[object]) -> str:
             return "[" + ", ".join(string(v) for v in values) + "]"
 
+        def key_entry(key: PublicKey, path: Path) -> str:
+            items = terms_toml(self.terms_for(key))
+            if not items:
+                return string(path.absolute())
+            return "{" + ", ".join([f"path = {string(path.absolute())}", *items]) + "}"
+
+        keys = ", ".join(key_entry(k, p) for k, p in zip(self.keys, key_files, strict=True))
         lines = [
             "# written by modelsign for child processes: the policy of its parent",
             "[trust]",
-            f"keys = {strings(p.absolute() for p in key_files)}",
+            f"keys = [{keys}]",
             f"bundles = {strings(b.absolute() for b in self.bundles)}",
         ]
         for s in self.sigstore:
@@ -268,6 +316,7 @@ class Policy:
                 f"identity = {string(s.identity)}",
                 f"issuer = {string(s.issuer)}",
                 f"instance = {string(s.instance)}",
+                *terms_toml(self.terms_for(s)),
             ]
             if s.trust_root is not None:
                 lines.append(f"trust_root = {string(s.trust_root.absolute())}")
@@ -276,9 +325,11 @@ class Policy:
                 "[[trust.certificate]]",
                 f"ca = {string(c.ca.absolute())}",
                 f"identity = {string(c.identity)}",
+                *terms_toml(self.terms_for(c)),
             ]
             if c.tsa is not None:
                 lines.append(f"tsa = {string(c.tsa.absolute())}")
+        lines += rules_toml(self)
         lines += [
             "[enforce]",
             f"mode = {string(self.mode)}",
@@ -296,6 +347,12 @@ class Policy:
         """The policy for a ``trust=`` argument: a policy as it is; anchors
         (keys, Sigstore identities, certificate authorities; a path in the
         iterable is a public key file) as a policy of exactly those.
+
+        Args:
+            trust: a policy, one anchor, or an iterable of anchors and key paths.
+
+        Returns:
+            The policy.
 
         Raises:
             ConfigError: no anchor at all (trust is never implicit), or a
@@ -327,7 +384,20 @@ class Policy:
     def from_anchors(
         cls, anchors: Iterable[Anchor | str | os.PathLike[str]], *, source: str
     ) -> Policy:
-        """A policy trusting exactly ``anchors`` (a path is a public key file)."""
+        """A policy trusting exactly ``anchors``.
+
+        Args:
+            anchors: keys, Sigstore identities, certificate authorities; a
+                path is a public key file.
+            source: how the policy is named in messages.
+
+        Returns:
+            The policy (enforce mode, no scope).
+
+        Raises:
+            ConfigError: no anchor, or something that is not an anchor.
+            KeyLoadError: a key file cannot be loaded.
+        """
         keys: list[PublicKey] = []
         sigstore: list[SigstoreIdentity] = []
         certificates: list[CertificateAuthority] = []
@@ -368,11 +438,22 @@ class Policy:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Policy:
-        """Load a policy file, or the ``[tool.modelsign]`` table of a pyproject.toml."""
+        """Load a policy file, or the ``[tool.modelsign]`` table of a pyproject.toml.
+
+        Args:
+            path: the file; relative paths in it are relative to its folder.
+
+        Returns:
+            The policy, its ``path`` set.
+
+        Raises:
+            ConfigError: unreadable, not TOML, an unknown key, a bad value, a
+                missing file it names, or no trust anchor.
+        """
         p = Path(path)
         data = read_small(p, MAX_POLICY_BYTES, "policy", ConfigError)
         if p.name == "pyproject.toml":
-            doc = _parse_toml(data, str(p))
+            doc = parse_toml(data, str(p))
             tool = doc.get("tool", {}).get("modelsign")
             if not isinstance(tool, dict):
                 raise ConfigError(f"{p}: no [tool.modelsign] table")
@@ -385,7 +466,14 @@ class Policy:
     def from_environment(cls) -> Policy:
         """The policy named by ``MODELSIGN_POLICY``; a :class:`ConfigError` when
         it is not set. Never a file found in the working directory: a process
-        started in a folder an attacker controls would trust the attacker."""
+        started in a folder an attacker controls would trust the attacker.
+
+        Returns:
+            The policy.
+
+        Raises:
+            ConfigError: ``MODELSIGN_POLICY`` unset, or as :meth:`load`.
+        """
         env = os.environ.get(ENV_VAR)
         if env:
             return cls.load(env)
@@ -396,51 +484,92 @@ class Policy:
 
     @classmethod
     def from_toml(cls, data: bytes, *, base_dir: Path, source: str = "<policy>") -> Policy:
-        return cls.from_mapping(_parse_toml(data, source), base_dir=base_dir, source=source)
+        """A policy from TOML text.
+
+        Args:
+            data: the policy file's bytes (UTF-8 TOML).
+            base_dir: what relative paths in it are relative to.
+            source: how the policy is named in messages.
+
+        Returns:
+            The policy.
+
+        Raises:
+            ConfigError: as :meth:`load`.
+        """
+        return cls.from_mapping(parse_toml(data, source), base_dir=base_dir, source=source)
 
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], *, base_dir: Path, source: str) -> Policy:
-        _check_keys(doc, ("trust", "enforce", "provenance"), "the policy", source)
+        """A policy from parsed TOML tables (``[trust]``, ``[enforce]``,
+        ``[rollback]``, ``[provenance]``); unknown keys are refused.
+
+        Args:
+            doc: the tables.
+            base_dir: what relative paths in them are relative to.
+            source: how the policy is named in messages.
+
+        Returns:
+            The policy.
+
+        Raises:
+            ConfigError: as :meth:`load`.
+        """
+        check_keys(doc, ("trust", "enforce", "rollback", "provenance"), "the policy", source)
         trust = doc.get("trust")
         if not isinstance(trust, dict):
             raise ConfigError(f"{source}: the policy needs a [trust] table")
-        _check_keys(trust, _SCHEMA["trust"], "[trust]", source)
-        keys = []
-        for entry in _paths(trust, "keys", "[trust]", source):
+        check_keys(trust, _SCHEMA["trust"], "[trust]", source)
+
+        def resolve(entry: str) -> Path:
+            return resolve_path(entry, base_dir)
+
+        def load_key(path: Path) -> PublicKey:
             try:
-                keys.append(load_public_key(_resolve(entry, base_dir)))
+                return load_public_key(path)
             except KeyLoadError as e:
                 raise ConfigError(f"{source}: [trust] keys: {e}") from e
-        bundles = tuple(_resolve(b, base_dir) for b in _paths(trust, "bundles", "[trust]", source))
-        sigstore = tuple(
-            SigstoreIdentity(
-                identity=_string(t, "identity", "[[trust.sigstore]]", source),
-                issuer=_string(t, "issuer", "[[trust.sigstore]]", source),
-                instance=_string(t, "instance", "[[trust.sigstore]]", source, "production"),
-                trust_root=_resolve(t["trust_root"], base_dir) if "trust_root" in t else None,
-            )
-            for t in _tables(trust, "sigstore", source)
+
+        keys, key_terms = parse_key_entries(trust.get("keys", []), source, resolve, load_key)
+        terms: list[AnchorTerms | None] = list(key_terms)
+        bundles = tuple(
+            resolve_path(b, base_dir) for b in paths(trust, "bundles", "[trust]", source)
         )
-        certificates = tuple(
-            CertificateAuthority(
-                ca=_resolve(_string(t, "ca", "[[trust.certificate]]", source), base_dir),
-                identity=_string(t, "identity", "[[trust.certificate]]", source),
-                tsa=_resolve(_string(t, "tsa", "[[trust.certificate]]", source), base_dir)
+        sigstore = []
+        for t in _tables(trust, "sigstore", source):
+            identity = SigstoreIdentity(
+                identity=string(t, "identity", "[[trust.sigstore]]", source),
+                issuer=string(t, "issuer", "[[trust.sigstore]]", source),
+                instance=string(t, "instance", "[[trust.sigstore]]", source, "production"),
+                trust_root=resolve_path(t["trust_root"], base_dir) if "trust_root" in t else None,
+            )
+            sigstore.append(identity)
+            where = f"{source}: [[trust.sigstore]] {identity.identity}"
+            terms.append(parse_anchor_terms(t, identity, where, resolve))
+        certificates = []
+        for t in _tables(trust, "certificate", source):
+            authority = CertificateAuthority(
+                ca=resolve_path(string(t, "ca", "[[trust.certificate]]", source), base_dir),
+                identity=string(t, "identity", "[[trust.certificate]]", source),
+                tsa=resolve_path(string(t, "tsa", "[[trust.certificate]]", source), base_dir)
                 if "tsa" in t
                 else None,
             )
-            for t in _tables(trust, "certificate", source)
-        )
+            certificates.append(authority)
+            where = f"{source}: [[trust.certificate]] {authority.identity}"
+            own = {k: v for k, v in t.items() if k != "tsa"}  # the CA's TSA is its own
+            terms.append(parse_anchor_terms(own, authority, where, resolve))
+        thresholds, pins, state = parse_rules(trust, doc.get("rollback"), source, resolve)
         enforce = doc.get("enforce", {})
         if not isinstance(enforce, dict):
             raise ConfigError(f"{source}: [enforce] must be a table")
-        _check_keys(enforce, _SCHEMA["enforce"], "[enforce]", source)
+        check_keys(enforce, _SCHEMA["enforce"], "[enforce]", source)
         mode = enforce.get("mode", "enforce")
         if mode not in MODES:
             raise ConfigError(f"{source}: [enforce] mode is {mode!r}; use 'enforce' or 'warn'")
         scope = tuple(
-            os.path.abspath(_resolve(p, base_dir))
-            for p in _paths(enforce, "scope", "[enforce]", source)
+            os.path.abspath(resolve_path(p, base_dir))
+            for p in paths(enforce, "scope", "[enforce]", source)
         )
         flags = {}
         for flag, default in (("discover", True), ("pickle_loads", False)):
@@ -464,156 +593,13 @@ class Policy:
             scope=scope,
             discover=flags["discover"],
             pickle_loads=flags["pickle_loads"],
-            sigstore=sigstore,
-            certificates=certificates,
+            sigstore=tuple(sigstore),
+            certificates=tuple(certificates),
             unverified_pickles=unverified,
             allowed_globals=frozenset(extra),
-            provenance=_provenance_rules(doc.get("provenance", {}), base_dir, source),
+            anchor_terms=tuple(t for t in terms if t is not None),
+            thresholds=thresholds,
+            pins=pins,
+            state=state,
+            provenance=parse_provenance_rules(doc.get("provenance", {}), base_dir, source),
         )
-
-
-def _check_global(name: str, source: str) -> None:
-    """An ``allowed_globals`` entry: an exact ``module.name`` (no wildcard: a
-    module's every name would include its loaders and ``eval``-likes)."""
-    module, _, attr = name.rpartition(".")
-    parts = [*module.split("."), *attr.split(".")] if module else []
-    if not parts or not all(p.isidentifier() for p in parts):
-        raise ConfigError(
-            f"{source}: [enforce] allowed_globals entry {name!r} is not an exact "
-            "module.name (for example 'argparse.Namespace'; no wildcards)"
-        )
-
-
-def _parse_toml(data: bytes, source: str) -> dict[str, Any]:
-    try:
-        doc: dict[str, Any] = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{source}: not valid TOML: {e}") from e
-    return doc
-
-
-def _paths(table: Mapping[str, Any], key: str, where: str, source: str) -> list[str]:
-    value = table.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{source}: {where} {key} must be a list of file paths")
-    return value
-
-
-def _tables(trust: Mapping[str, Any], key: str, source: str) -> list[Mapping[str, Any]]:
-    value = trust.get(key, [])
-    where = f"[[trust.{key}]]"
-    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
-        raise ConfigError(f"{source}: {where} must be an array of tables")
-    for table in value:
-        _check_keys(table, _SCHEMA[f"trust.{key}"], where, source)
-    return value
-
-
-def _string(
-    table: Mapping[str, Any], key: str, where: str, source: str, default: str | None = None
-) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{source}: {where} needs a non-empty string {key!r}")
-    return value
-
-
-def _resolve(entry: str, base_dir: Path) -> Path:
-    return Path(entry) if os.path.isabs(entry) else base_dir / entry
-
-
-# --------------------------------------------------------------------------
-# [provenance]: what a model's signed provenance must show.
-
-_PROVENANCE_KEYS = frozenset({"require", "builder_id", "lineage", "base_models"})
-
-
-@dataclass(frozen=True)
-class ProvenanceRules:
-    """What verification requires of a model's signed provenance.
-
-    With ``require``, a model verifies only with a provenance bundle signed
-    by a signer the policy trusts, whose subject is the model's root digest;
-    ``builder_id`` then pins the builder it names; ``lineage`` requires the
-    base model it names to verify under the policy too, found among
-    ``base_models`` (models, or folders holding models), else at the
-    location the provenance records. ``builder_id`` and ``lineage`` without
-    ``require`` are refused: they would check a provenance nobody requires.
-    """
-
-    require: bool = False
-    builder_id: str | None = None
-    lineage: bool = False
-    base_models: tuple[Path, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.require and (self.builder_id is not None or self.lineage or self.base_models):
-            raise ConfigError(
-                "[provenance] builder_id, lineage and base_models check a provenance: set "
-                "require = true with them",
-                parameter="trust",
-            )
-        if self.builder_id is not None and not self.builder_id:
-            raise ConfigError("[provenance] builder_id must not be empty", parameter="trust")
-
-    def strengthened(
-        self,
-        *,
-        builder_id: str | None = None,
-        lineage: bool = False,
-        base_models: Iterable[str | os.PathLike[str]] = (),
-    ) -> ProvenanceRules:
-        """These rules, requiring provenance, and with ``builder_id`` (in
-        place of this one), ``lineage`` and more ``base_models``."""
-        return ProvenanceRules(
-            require=True,
-            builder_id=builder_id or self.builder_id,
-            lineage=lineage or self.lineage,
-            base_models=(*self.base_models, *(Path(p) for p in base_models)),
-        )
-
-    def describe(self) -> str:
-        """One line of prose (``modelsign status``)."""
-        if not self.require:
-            return "not required"
-        parts = ["required"]
-        if self.builder_id is not None:
-            parts.append(f"builder {self.builder_id}")
-        if self.lineage:
-            parts.append("base model must verify")
-        return ", ".join(parts)
-
-    def to_toml(self) -> list[str]:
-        """The ``[provenance]`` table (no lines when nothing is required)."""
-        if not self.require:
-            return []
-        lines = ["[provenance]", "require = true", f"lineage = {str(self.lineage).lower()}"]
-        if self.builder_id is not None:
-            lines.append(f"builder_id = {json.dumps(self.builder_id, ensure_ascii=False)}")
-        paths = ", ".join(
-            json.dumps(str(p.absolute()), ensure_ascii=False) for p in self.base_models
-        )
-        lines.append(f"base_models = [{paths}]")
-        return lines
-
-
-def _provenance_rules(table: object, base_dir: Path, source: str) -> ProvenanceRules:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{source}: [provenance] must be a table")
-    _check_keys(table, _PROVENANCE_KEYS, "[provenance]", source)
-    flags = {}
-    for flag in ("require", "lineage"):
-        value = table.get(flag, False)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: [provenance] {flag} must be true or false")
-        flags[flag] = value
-    builder = table.get("builder_id")
-    if builder is not None and (not isinstance(builder, str) or not builder):
-        raise ConfigError(f"{source}: [provenance] builder_id must be a non-empty string")
-    bases = tuple(
-        _resolve(p, base_dir) for p in _paths(table, "base_models", "[provenance]", source)
-    )
-    try:
-        return ProvenanceRules(flags["require"], builder, flags["lineage"], bases)
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from e

@@ -25,7 +25,7 @@ model's root digest; optionally by the builder the policy names, and with a
 base model that verifies under the policy too (lineage). A policy with
 ``[provenance] require = true`` has :func:`~modelsign.verify` and the loader
 hook check it for every model. :func:`read_provenance` reads the claims
-without verifying anything. See ``docs/adr/0003-provenance.md``.
+without verifying anything. See ``docs/adr/0004-provenance.md``.
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ and writes the bundle::
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -24,7 +25,7 @@ from modelsign._hashing import Progress, hash_files
 from modelsign.bundle import PAYLOAD_TYPE, Bundle, CertificateMaterial, Envelope, KeyMaterial, pae
 from modelsign.errors import Error, OverwriteError, UnsafeModelError, UsageError
 from modelsign.keys import PrivateKey, PublicKey, load_private_key
-from modelsign.manifest import HashType, Manifest, Serialization, check_shard_path
+from modelsign.manifest import HashType, Manifest, Release, Serialization, check_shard_path
 
 __all__ = [
     "CertificateSigner",
@@ -35,8 +36,10 @@ __all__ = [
     "SignedModel",
     "Signer",
     "SigstoreSigner",
+    "as_signer",
     "default_signature_path",
     "sign",
+    "sign_payload",
 ]
 
 #: How a bundle is signed: OMS's key, certificate and Sigstore methods.
@@ -92,6 +95,9 @@ class SignedBy:
     #: (an RFC 3161 timestamp by a trusted TSA, or the verifier's clock).
     valid_at: str | None = None
     time_source: str | None = None
+    #: ``valid_at`` to the microsecond (not in :meth:`to_json`): the time the
+    #: signature is known to have been made by, for validity and revocation.
+    signed_at: datetime.datetime | None = field(default=None, compare=False, repr=False)
 
     def describe(self) -> str:
         """One line of prose."""
@@ -107,7 +113,7 @@ class SignedBy:
         return f"Sigstore identity {self.identity!r}{issuer}{root}"
 
     def to_json(self) -> dict[str, object]:
-        return {k: v for k, v in vars(self).items() if v is not None}
+        return {k: v for k, v in vars(self).items() if v is not None and k != "signed_at"}
 
 
 @dataclass(frozen=True, repr=False)
@@ -135,6 +141,7 @@ class SignedModel:
             "shard_size": self.manifest.serialization.shard_size,
             "files": len(self.manifest.file_fingerprints()),
             "signed_by": self.signed_by.to_json(),
+            "release": None if self.manifest.release is None else self.manifest.release.to_json(),
         }
 
 
@@ -296,6 +303,8 @@ def sign(
     force: bool = False,
     progress: Progress | None = None,
     workers: int | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
 ) -> SignedModel:
     """Sign the directory or single file ``model``.
 
@@ -317,6 +326,11 @@ def sign(
             read); without it that is refused, naming whose signature it holds.
         progress: told about files and bytes as they are hashed.
         workers: hashing threads (default: one per core).
+        model_name: which model this is (``acme/bert``), signed in the
+            statement (subject ``annotations.release``), so that a policy can
+            pin it to a path (a signed bundle of another model is refused).
+        model_version: its version (dot-separated numbers: ``1.2.0``), signed
+            with the name, for a policy's rollback state; needs ``model_name``.
 
     Returns:
         What was written: the bundle's path, the signed manifest, the signer.
@@ -330,6 +344,7 @@ def sign(
     """
     model_path = Path(model)
     signer = as_signer(signer)
+    release = _release(model_name, model_version)
     if shard_size is not None and (
         type(shard_size) is not int or not 0 < shard_size <= MAX_SHARD_SIZE
     ):
@@ -357,9 +372,22 @@ def sign(
     manifest = build_manifest(
         tree, hash_type, progress=progress, workers=workers, shard_size=shard_size
     )
+    if release is not None:
+        manifest = replace(manifest, release=release)
     data, signed_by = sign_payload(manifest.to_payload(), signer, keyless)
     write_atomic(sig_path, data)
     return SignedModel(sig_path, manifest, signed_by)
+
+
+def _release(name: str | None, version: str | None) -> Release | None:
+    if name is None:
+        if version is not None:
+            raise UsageError(
+                "{param}a version needs a model name (rollback state is kept per name)",
+                parameter="model_name",
+            )
+        return None
+    return Release(name, version)
 
 
 def sign_payload(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from modelsign._hashing import (
     hash_file,
     hash_files,
 )
+from modelsign._signingtime import CLOCK_SKEW, signature_time
 from modelsign.bundle import (
     Bundle,
     CertificateMaterial,
@@ -50,6 +51,8 @@ from modelsign.policy import Anchor, CertificateAuthority, Policy, SigstoreIdent
 from modelsign.signing import SignedBy, default_signature_path, display_name, files_phrase
 
 if TYPE_CHECKING:
+    from modelsign._threshold import TrustReport
+    from modelsign.manifest import Release
     from modelsign.provenance import Provenance
 
 __all__ = ["VerifiedModel", "check_bundle", "check_signature", "read_bundle", "verify"]
@@ -63,8 +66,16 @@ class VerifiedModel:
     signature: Path
     signed_by: SignedBy
     manifest: Manifest
+    #: Which bundles (the primary and its co-signatures) counted, for whom,
+    #: which did not and why, and the threshold rules that applied.
+    signatures: TrustReport | None = field(default=None, compare=False)
     #: The model's signed provenance, when the policy requires it (checked).
     provenance: Provenance | None = None
+
+    @property
+    def release(self) -> Release | None:
+        """The signed model name and version, when the signer recorded them."""
+        return self.manifest.release
 
     @property
     def model_name(self) -> str:
@@ -100,6 +111,8 @@ class VerifiedModel:
             "shard_size": ser.shard_size,
             "signed_by": self.signed_by.to_json(),
             "files": list(self.files),
+            "release": None if self.release is None else self.release.to_json(),
+            "signatures": None if self.signatures is None else self.signatures.to_json(),
             **({} if self.provenance is None else {"provenance": self.provenance.to_json()}),
         }
 
@@ -279,14 +292,11 @@ def _check_certificate(
             trust_root=str(t.ca),
             valid_at=f"{at:%Y-%m-%dT%H:%M:%SZ}",
             time_source=time_source,
+            signed_at=at,
         )
     if failure is not None:
         raise failure
     raise UntrustedSignerError(f"{source}: no trusted CA vouches for it: " + "; ".join(reasons))
-
-
-#: How far a trusted timestamp may be ahead of the verifier's clock.
-_CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 
 def _certificate_time(
@@ -297,29 +307,16 @@ def _certificate_time(
     now: datetime.datetime,
 ) -> tuple[datetime.datetime, str]:
     """When the leaf must be valid for ``trust``, and why (see _check_certificate)."""
-    count = len(material.timestamps)
-    if trust.tsa is None:
-        ignored = f"; {count} timestamp(s) ignored: no TSA trusted" if count else ""
-        return now, f"verification time{ignored}"
-    if not count:
-        return now, "verification time; the bundle has no timestamp"
-    from modelsign._backends import timestamp  # noqa: PLC0415
-
-    at = timestamp.trusted_time(
-        material.timestamps,
-        bundle.envelope.signature,
-        trust.tsa_roots,
-        trust.tsa_others,
-        source=source,
-        tsa=str(trust.tsa),
+    at, why = signature_time(
+        bundle, material.timestamps, trust.tsa, trust.tsa_roots, trust.tsa_others, source, now
     )
-    if at > now + _CLOCK_SKEW:
+    if at > now + CLOCK_SKEW:  # only a timestamp can be: "now" is not ahead of itself
         raise UntrustedSignerError(
             f"{source}: the timestamp by TSA {trust.tsa} says {at:%Y-%m-%dT%H:%M:%SZ}, "
             f"later than now ({now:%Y-%m-%dT%H:%M:%SZ}): a timestamp from the future "
             "is not evidence of when the signature existed"
         )
-    return at, f"earliest of {count} timestamp(s) by TSA {trust.tsa}"
+    return at, why
 
 
 def _check_sigstore(
@@ -346,14 +343,20 @@ def _check_sigstore(
     for t in matching:
         root = sigstore.root_path(t.instance, t.trust_root)
         try:
-            payload = sigstore.verify_dsse(
+            payload, at, time_source = sigstore.verify_dsse(
                 bundle.raw, bundle.envelope, leaf.public_key(), t.identity, t.issuer, root, source
             )
         except (UntrustedSignerError, InvalidSignatureError) as e:
             failure = failure or e
             continue
         return payload, SignedBy(
-            "sigstore", identity=t.identity, issuer=t.issuer, trust_root=str(root)
+            "sigstore",
+            identity=t.identity,
+            issuer=t.issuer,
+            trust_root=str(root),
+            valid_at=f"{at:%Y-%m-%dT%H:%M:%SZ}",
+            time_source=time_source,
+            signed_at=at,
         )
     assert failure is not None
     raise failure
@@ -506,13 +509,24 @@ def verify(
         # A typo, not a rejected model: nothing was judged.
         raise UsageError(f"{model_path}: no such file or folder")
     sig_path = Path(signature) if signature is not None else default_signature_path(model_path)
-    bundle = read_bundle(sig_path, max_bytes=max_bundle_bytes)
-    manifest, signer = check_bundle(bundle, policy, source=str(sig_path), now=now)
+    from modelsign import _rollback, _threshold  # noqa: PLC0415 - they import this module
+
+    trusted = _threshold.trusted_statement(
+        sig_path,
+        policy,
+        paths=[os.path.abspath(model_path)],
+        now=now,
+        max_bundle_bytes=max_bundle_bytes,
+    )
+    manifest, signer = trusted.manifest, trusted.signed_by
+    if policy.state is not None:  # refuse a rollback before hashing anything
+        _rollback.check(policy.state, manifest.release, manifest.root_digest, str(sig_path))
+    verified = VerifiedModel(model_path, sig_path, signer, manifest, trusted.report)
     ser = manifest.serialization
     tree = enumerate_model(
         model_path,
         # The provenance file is never part of the model, even for a bundle
-        # signed before it was a default exclusion (docs/adr/0003-provenance.md).
+        # signed before it was a default exclusion (docs/adr/0004-provenance.md).
         ignore_paths=(*ser.ignore_paths, *ignore_paths, PROVENANCE_FILE),
         signature=sig_path,
         allow_symlinks=ser.allow_symlinks,
@@ -541,15 +555,16 @@ def verify(
         compare(manifest, actual, [names[f.name] for f in tree.files], str(model_path), sizes)
     except ModelMismatchError as e:
         problems = tuple(m for m in e.mismatches if not (missing_ok and m.kind == "missing"))
-        if not problems:  # only signed files that are absent, and missing_ok
-            return _with_provenance(
-                VerifiedModel(model_path, sig_path, signer, manifest), policy, now
-            )
-        error = e if len(problems) == len(e.mismatches) else e.for_mismatches(e.model, problems)
-        if ser.shard_size is not None:  # the differing shards already say where
-            raise error from None
-        raise _with_member_diagnostics(error, manifest, tree, names) from None
-    return _with_provenance(VerifiedModel(model_path, sig_path, signer, manifest), policy, now)
+        if problems:
+            error = e if len(problems) == len(e.mismatches) else e.for_mismatches(e.model, problems)
+            if ser.shard_size is not None:  # the differing shards already say where
+                raise error from None
+            raise _with_member_diagnostics(error, manifest, tree, names) from None
+        # only signed files that are absent, and missing_ok
+    verified = _with_provenance(verified, policy, now)
+    if policy.state is not None:  # only now that the model verified
+        _rollback.record(policy.state, manifest.release, manifest.root_digest, str(sig_path))
+    return verified
 
 
 def _with_provenance(

@@ -57,7 +57,7 @@ def test_hasattr_on_a_private_module_imports_nothing() -> None:
     assert result.stdout.strip() == "ok"
 
 
-@pytest.mark.parametrize("function", [modelsign.sign, modelsign.verify])
+@pytest.mark.parametrize("function", [modelsign.sign, modelsign.verify, modelsign.cosign])
 def test_public_functions_document_args_returns_raises(function: object) -> None:
     doc = inspect.getdoc(function) or ""
     for section in ("Args:", "Returns:", "Raises:"):

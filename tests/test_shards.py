@@ -314,7 +314,7 @@ def test_round_trip_api(tmp_path: Path, keypair: tuple[Path, Path], hash_type: s
         "method": "shards",
         "hash_type": hash_type,
         "allow_symlinks": False,
-        "ignore_paths": sorted([*DEFAULT_IGNORES, "model.sig"]),
+        "ignore_paths": sorted([*DEFAULT_IGNORES, "model.sig", "model.sig.d"]),
         "shard_size": SHARD,
     }
     # An integer, as OMS v1.0 says (model_signing <= 1.1.1 writes 16.0).
@@ -344,7 +344,9 @@ def test_round_trip_api(tmp_path: Path, keypair: tuple[Path, Path], hash_type: s
     assert result.manifest.serialization.hash_type == hash_type
     assert result.root_digest == subject["digest"]["sha256"]
     assert result.manifest.serialization == Serialization.sharded(
-        SHARD, hash_type=hash_type, ignore_paths=tuple(sorted([*DEFAULT_IGNORES, "model.sig"]))
+        SHARD,
+        hash_type=hash_type,
+        ignore_paths=tuple(sorted([*DEFAULT_IGNORES, "model.sig", "model.sig.d"])),
     )
     assert result.manifest == signed.manifest
     assert Manifest.from_payload(signed.manifest.to_payload()) == signed.manifest

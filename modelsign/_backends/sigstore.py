@@ -8,6 +8,7 @@ root file (the one embedded in the sigstore wheel for "production" and
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,12 @@ def verify_dsse(
     issuer: str,
     root: Path,
     source: str,
-) -> bytes:
+) -> tuple[bytes, datetime.datetime, str]:
     """Verify the DSSE signature, then the certificate chain, log entry and
-    times; return the payload. Failures are classified by what failed, never
+    times; return the payload, the earliest time sigstore-python verified
+    for the signature (Rekor's integrated time, bound by the signed entry
+    timestamp, or an RFC 3161 timestamp by a TSA of the trusted root) and
+    where that time comes from. Failures are classified by what failed, never
     by a message: the DSSE signature is checked here first with the Fulcio
     leaf's key (``InvalidSignatureError``), then sigstore-python checks the
     rest against ``root`` (its ``VerificationError`` family, whatever the
@@ -89,6 +93,9 @@ def verify_dsse(
     verifier = Verifier(trusted_root=_trusted_root(root))
     try:
         _, payload = verifier.verify_dsse(bundle, Identity(identity=identity, issuer=issuer))
+        # The times verify_dsse checked the certificate at, established again
+        # (sigstore-python does not return them): every one is verified.
+        times = verifier._establish_time(bundle)
     except SigstoreVerificationError as e:  # CertValidationError is one too
         raise UntrustedSignerError(
             f"{source}: does not verify under the trusted root {root}: {e}"
@@ -97,7 +104,15 @@ def verify_dsse(
         raise UntrustedSignerError(f"{source}: Sigstore refused it: {e}") from e
     except (ValueError, TypeError, KeyError, IndexError) as e:  # pydantic, protobuf parsing
         raise MalformedBundleError(f"{source}: unreadable Sigstore material: {e}") from e
-    return bytes(payload)
+    if not times:  # verify_dsse needs one: this is a defence against a changed sigstore
+        raise UntrustedSignerError(f"{source}: Sigstore established no verified time")
+    earliest = min(times, key=lambda t: t.time)
+    kind = (
+        "Rekor integrated time"
+        if earliest.source.name == "TRANSPARENCY_SERVICE"
+        else "RFC 3161 timestamp by a TSA of the trusted root"
+    )
+    return bytes(payload), earliest.time.astimezone(datetime.timezone.utc), kind
 
 
 def _check_dsse_signature(envelope: Envelope, leaf_key: Any, source: str) -> None:

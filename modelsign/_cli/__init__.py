@@ -9,6 +9,7 @@ from __future__ import annotations
 # isort: off
 from modelsign._cli import _keys, _sign, _attest, _verify, _inspect  # noqa: F401 - registers
 from modelsign._cli import _enforce, _doctor  # noqa: F401 - registers
+from modelsign._cli import _trust  # noqa: F401 - registers
 from modelsign._cli import _audit, _diff  # noqa: F401 - registers
 
 # isort: on

@@ -39,6 +39,8 @@ FLAGS = {
     "passphrase": "--passphrase-file or MODELSIGN_PASSPHRASE (or type it on a terminal)",
     "force": "--force",
     "identity_token": "--identity-token, --identity-token-file or --oauth",
+    "model_name": "--model-name ",
+    "model_version": "--model-version ",
     "params": "--param ",
     "datasets": "--dataset ",
     "base_model": "--base-model ",

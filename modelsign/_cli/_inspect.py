@@ -42,6 +42,8 @@ def inspect(
             if value is not None:
                 typer.echo(f"{label + ':':<12} {shown(value)}")
         typer.echo(f"model name:  {shown(manifest.model_name)}")
+        if manifest.release is not None:
+            typer.echo(f"release:     {shown(manifest.release.describe())} (signed name, version)")
         typer.echo(f"root digest: sha256:{manifest.root_digest}")
         shards = f" of {ser.shard_size} bytes" if ser.shard_size else ""
         typer.echo(f"hash type:   {ser.hash_type} ({ser.method}{shards})")

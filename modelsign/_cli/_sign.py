@@ -80,6 +80,20 @@ def sign(
         bool,
         typer.Option("--force", help="Replace a bundle by another signer (its signature is lost)."),
     ] = False,
+    model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Sign the model's name (e.g. acme/bert), for policy pins.", metavar="NAME"
+        ),
+    ] = None,
+    model_version: Annotated[
+        str | None,
+        typer.Option(
+            help="Sign its version (numbers and dots, e.g. 1.2.0; with --model-name), for "
+            "rollback protection.",
+            metavar="VERSION",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress, and nothing printed on success.")
@@ -89,7 +103,8 @@ def sign(
 
     With --key: key method. With --key and --certificate [--certificate-chain]:
     certificate method. With --sigstore: keyless (identity token from
-    --identity-token[-file], the CI environment, or --oauth).
+    --identity-token[-file], the CI environment, or --oauth). --model-name
+    and --model-version sign which model and version this is.
     """
     from modelsign.signing import sign as do_sign  # noqa: PLC0415
 
@@ -117,6 +132,8 @@ def sign(
                 force=force,
                 progress=reporter,
                 shard_size=parse_size(shard_size),
+                model_name=model_name,
+                model_version=model_version,
             )
         if json_output:
             print_json(result.to_json())
@@ -133,6 +150,8 @@ def sign(
         else:
             typer.echo(f"{by.method} method, key id: {by.key_id} ({by.algorithm})")
         typer.echo(f"root digest: sha256:{result.manifest.root_digest}")
+        if result.manifest.release is not None:
+            typer.echo(f"model: {result.manifest.release.describe()}")
 
 
 def signer_from_options(

@@ -173,6 +173,12 @@ def _verify_one(
         typer.echo(f"verified {model}: {files} the signature")
         typer.echo(f"signer: {result.signed_by.describe()}")
         typer.echo(f"root digest: sha256:{result.root_digest}")
+        if result.release is not None:
+            typer.echo(f"model: {result.release.describe()}")
+        report = result.signatures
+        if report is not None and (len(report.counted) > 1 or report.not_counted or report.rules):
+            for line in report.lines():
+                typer.echo(line)
         if result.provenance is not None:
             from modelsign._cli._attest import describe  # noqa: PLC0415
 

@@ -171,6 +171,9 @@ def _policy_files(policy: Policy) -> list[Path]:
     files += [s.trust_root for s in policy.sigstore if s.trust_root is not None]
     for ca in policy.certificates:
         files += [ca.ca] + ([ca.tsa] if ca.tsa is not None else [])
+    files += [t.tsa for t in policy.anchor_terms if t.tsa is not None]  # a key's TSA
+    if policy.state is not None:  # whoever rewrites it lets an older version back in
+        files.append(policy.state)
     return [f for f in files if f.exists()]
 
 
