@@ -31,6 +31,7 @@ from modelsign._audit._records import (
     SignerRow,
     file_rows,
 )
+from modelsign._audit._signatures import claimed_signers
 from modelsign._enumerating import SINGLE_FILE_NAME, hf_blobs_dir
 from modelsign._inspecting import inspect_bundle
 from modelsign.errors import UsageError
@@ -67,6 +68,8 @@ class Release:
     verified: bool
     #: Its signed provenance (status ``missing`` when there is none).
     provenance: ProvenanceSummary
+    #: What the co-signature bundles (``SIGNATURE.d/``) claim, unverified.
+    cosigners: tuple[SignerRow, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         ser = self.manifest.serialization
@@ -83,6 +86,8 @@ class Release:
             "file_count": len(self.manifest.file_fingerprints()),
             "signer": self.signer.to_json(),
             "provenance": self.provenance.to_json(),
+            "release": None if self.manifest.release is None else self.manifest.release.to_json(),
+            "cosigners": [c.to_json() for c in self.cosigners],
         }
 
 
@@ -130,7 +135,10 @@ def open_release(
         signer = SignerRow.from_claims(claims.signer, signature.name)
         # Claims only; a provenance about another root digest is still told apart.
         provenance = provenance_of(signature, name, None, claims.manifest.root_digest)
-        return Release(str(given), signature, model, claims.manifest, signer, False, provenance)
+        cosigners = claimed_signers(None, signature)
+        return Release(
+            str(given), signature, model, claims.manifest, signer, False, provenance, cosigners
+        )
     if model is not None:
         hf = model.is_dir() and hf_blobs_dir(model) is not None
         result = verify(model, trust, signature=signature, hf_cache=hf, now=now)
@@ -142,7 +150,8 @@ def open_release(
             check_provenance(signature, manifest.root_digest, name, trust, now=now)
     signer = SignerRow.from_signed_by(signed_by, claims.signer, signature.name)
     provenance = provenance_of(signature, name, trust, manifest.root_digest)
-    return Release(str(given), signature, model, manifest, signer, True, provenance)
+    cosigners = claimed_signers(None, signature)
+    return Release(str(given), signature, model, manifest, signer, True, provenance, cosigners)
 
 
 @dataclass(frozen=True)
@@ -265,10 +274,17 @@ def _member_changes(old: Resource | None, new: Resource | None) -> tuple[MemberC
     return tuple(out)
 
 
+def _release(manifest: Manifest, field: str) -> str:
+    """The signed model name or version (``none`` when not recorded)."""
+    return str(getattr(manifest.release, field, None) or "none")
+
+
 def _settings(old: Manifest, new: Manifest) -> list[Change]:
     a, b = old.serialization, new.serialization
     pairs: list[tuple[str, object, object]] = [
         ("model_name", old.model_name, new.model_name),
+        ("release.name", _release(old, "name"), _release(new, "name")),
+        ("release.version", _release(old, "version"), _release(new, "version")),
         ("hash_type", a.hash_type, b.hash_type),
         ("serialization", a.method, b.method),
         ("shard_size", a.shard_size, b.shard_size),
@@ -320,6 +336,9 @@ def diff_releases(old: Release, new: Release) -> ReleaseDiff:
     changes = _settings(a, b)
     if old.signer.principal != new.signer.principal:
         changes.append(Change("signer", old.signer.describe(), new.signer.describe()))
+    cosigners = [sorted({c.describe() for c in side.cosigners}) for side in (old, new)]
+    if cosigners[0] != cosigners[1]:
+        changes.append(Change("cosigners", *(", ".join(c) or "none" for c in cosigners)))
     if a.root_digest != b.root_digest:
         changes.append(Change("root_digest", a.root_digest, b.root_digest))
     changes += _provenance_changes(old.provenance, new.provenance)

@@ -499,3 +499,65 @@ def test_a_bug_on_one_model_does_not_end_the_audit(
     monkeypatch.setenv("MODELSIGN_DEBUG", "1")
     with Spool() as spool, pytest.raises(RuntimeError, match="boom"):
         audit(find_models([tmp_path / "s"]), modelsign.Policy.of([keypair[1]]), spool)
+
+
+# Release trust (issue 14): co-signatures, thresholds, the signed version.
+
+
+def test_thresholds_co_signatures_and_versions_to_exact_verdicts(tmp_path: Path) -> None:
+    a, b, c = (keys.generate("ed25519") for _ in range(3))
+    for name, key in (("a", a), ("b", b), ("c", c)):
+        keys.write_keypair(key, tmp_path / name, None)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        '[[trust.keys]]\npath = "a.pub"\nname = "alice"\n'
+        '[[trust.keys]]\npath = "b.pub"\nname = "bob"\n'
+        "[[trust.threshold]]\nrequire = 2\n"
+    )
+    trust = modelsign.Policy.of([tmp_path / "a.pub", tmp_path / "b.pub"])
+    store = tmp_path / "store"
+    both = _folder(store / "two-signers")
+    modelsign.sign(both, a, model_name="acme/bert", model_version="1.2.0")
+    modelsign.cosign(both, b, trust)
+    one = _folder(store / "one-signer", 1)
+    modelsign.sign(one, a, model_name="acme/bert", model_version="1.3.0")
+    stranger = _folder(store / "cosigned-by-a-stranger", 2)
+    modelsign.sign(stranger, a)
+    modelsign.cosign(stranger, c, modelsign.Policy.of([tmp_path / "a.pub", tmp_path / "c.pub"]))
+    result = cli(store, "--policy", policy, "--json")
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    validate(doc, "audit.schema.json")
+    models = {Path(m["path"]).name: m for m in doc["models"]}
+    got = {n: (m["verdict"], (m["error"] or {}).get("type")) for n, m in models.items()}
+    assert got == {
+        "two-signers": ("verified", None),
+        "one-signer": ("rejected", "ThresholdNotMetError"),
+        "cosigned-by-a-stranger": ("rejected", "ThresholdNotMetError"),
+    }
+    two = models["two-signers"]
+    assert (two["model_name"], two["version"]) == ("acme/bert", "1.2.0")
+    threshold = two["threshold"]
+    assert (threshold["required"], threshold["counted"], threshold["met"]) == (2, 2, True)
+    assert threshold["rule"].endswith(": 2 of 2")
+    assert [(s["who"], s["bundle"], s["counted"]) for s in two["signers"]] == [
+        (a.public_key().key_id, "model.sig", True),
+        (b.public_key().key_id, f"model.sig.d/key-{b.public_key().key_id[:16]}.sig", True),
+    ]
+    assert all(s["verified"] for s in two["signers"])
+    lone = models["one-signer"]
+    assert (lone["version"], lone["claims_only"]) == ("1.3.0", True)
+    assert (lone["threshold"]["counted"], lone["threshold"]["required"]) == (1, 2)
+    assert lone["threshold"]["met"] is False
+    odd = models["cosigned-by-a-stranger"]
+    (counted, refused) = odd["signers"]
+    assert (counted["who"], counted["counted"]) == (a.public_key().key_id, True)
+    assert (refused["who"], refused["counted"], refused["verified"]) == (
+        c.public_key().key_id,
+        False,
+        False,
+    )
+    assert refused["note"].startswith("UntrustedSignerError: ")
+    text = cli(store, "--policy", policy).stdout
+    assert "1 of 2 NOT met" in text
+    assert "2 of 2 met" in text

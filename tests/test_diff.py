@@ -349,3 +349,28 @@ def test_provenance_changes(
     # Another model's provenance is told apart even unverified.
     shutil.copyfile(v2 / "model.provenance.sig", v1 / "model.provenance.sig")
     assert open_release(v1).provenance.status == "invalid"
+
+
+def test_release_version_and_co_signer_changes(
+    tmp_path: Path, keypair: tuple[Path, Path], other_keypair: tuple[Path, Path]
+) -> None:
+    key, other = keys.load_private_key(keypair[0]), keys.load_private_key(other_keypair[0])
+    v1, v2 = tmp_path / "a" / "bert", tmp_path / "b" / "bert"
+    for model, version in ((v1, "1.2.0"), (v2, "1.3.0")):
+        model.mkdir(parents=True)
+        (model / "w.bin").write_bytes(b"weights")
+        modelsign.sign(model, key, model_name="acme/bert", model_version=version)
+    modelsign.cosign(v2, other, modelsign.Policy.of([keypair[1], other_keypair[1]]))
+    result = cli(v1, v2, "--json")
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    validate(doc, "diff.schema.json")
+    changes = {c["field"]: (c["old"], c["new"]) for c in doc["changes"]}
+    other_id = keys.load_public_key(other_keypair[1]).key_id
+    assert changes == {
+        "release.version": ("1.2.0", "1.3.0"),
+        "cosigners": ("none", f"key {other_id}"),
+    }
+    assert doc["new"]["release"] == {"name": "acme/bert", "version": "1.3.0"}
+    assert [c["who"] for c in doc["new"]["cosigners"]] == [other_id]
+    assert doc["files"]["unchanged"] == 1

@@ -8,7 +8,8 @@ reported as a table, JSON or a self-contained HTML page.
   (:class:`AuditRecord`), small enough to keep for thousands of models: the
   file lists go to a spool file (:class:`Spool`), not memory;
 * :mod:`._auditing` verifies each model and resolves lineage;
-  :mod:`._provenance` reads or verifies its signed provenance;
+  :mod:`._provenance` reads or verifies its signed provenance,
+  :mod:`._signatures` turns its trust report into signer rows;
 * :mod:`._lineage` lays out the lineage graph; :mod:`._html` writes the page.
 
 Nothing here prints: the command line (``modelsign._cli._audit``) does.

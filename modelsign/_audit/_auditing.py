@@ -28,12 +28,14 @@ from modelsign._audit._records import (
     Verdict,
     file_rows,
 )
+from modelsign._audit._signatures import claimed_signers, from_report
 from modelsign._audit._walk import Candidate
 from modelsign._inspecting import BundleClaims, inspect_bundle
 from modelsign.errors import (
     Error,
     MissingSignatureError,
     ProvenanceError,
+    ThresholdNotMetError,
     UsageError,
     VerificationError,
 )
@@ -169,12 +171,15 @@ def audit_one(
             "MODELSIGN_DEBUG=1 raises it)"
         )
         return replace(base, error_type="InternalError", reason=reason), []
-    # When it was signed: a key bundle does not say; the others claim a time.
-    claims = None if verified.signed_by.method == "key" else _claims(signature)
     files = file_rows(verified.manifest)
-    signer = SignerRow.from_signed_by(
-        verified.signed_by, claims.signer if claims else None, signature.name
-    )
+    threshold = None
+    if verified.signatures is not None:  # every bundle that counted, or did not, and why
+        signers, threshold = from_report(verified.signatures.to_json(), signature)
+    else:  # when it was signed: a key bundle does not say; the others claim a time
+        claims = None if verified.signed_by.method == "key" else _claims(signature)
+        claimed = None if claims is None else claims.signer
+        signers = (SignerRow.from_signed_by(verified.signed_by, claimed, signature.name),)
+    release = verified.release
     if verified.provenance is not None:  # the policy required it: verify checked it
         provenance = summary(verified.provenance)
     else:
@@ -186,12 +191,14 @@ def audit_one(
         base,
         verdict="verified",
         signature=str(signature),
-        model_name=verified.model_name,
+        model_name=verified.model_name if release is None else release.name,
+        version=base.version if release is None or release.version is None else release.version,
         root_digest=verified.root_digest,
         hash_type=verified.manifest.serialization.hash_type,
         files=len(files),
         size=_total(files),
-        signers=(signer,),
+        signers=signers,
+        threshold=threshold,
         provenance=provenance,
         warnings=warnings,
     )
@@ -245,16 +252,24 @@ def _refused(
     if claims is None:
         return record, []
     files = file_rows(claims.manifest)
+    report = error.report if isinstance(error, ThresholdNotMetError) else None
+    if report is not None:  # who counted and who did not, verified
+        signers, threshold = from_report(report, claims.signature)
+    else:
+        signers, threshold = claimed_signers(claims, claims.signature), None
+    release = claims.manifest.release
     return replace(
         record,
         signature=str(claims.signature),
-        model_name=claims.manifest.model_name,
+        model_name=claims.manifest.model_name if release is None else release.name,
+        version=record.version if release is None or release.version is None else release.version,
         root_digest=claims.manifest.root_digest,
         hash_type=claims.manifest.serialization.hash_type,
         claims_only=True,
         files=len(files),
         size=_total(files),
-        signers=(SignerRow.from_claims(claims.signer, claims.signature.name),),
+        signers=signers,
+        threshold=threshold,
     ), files
 
 

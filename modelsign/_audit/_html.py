@@ -149,6 +149,10 @@ border-radius:8px;padding:10px 12px;margin:0}
 .detail .type{font-weight:600;margin:0 0 6px}
 .detail td.num{text-align:right;white-space:nowrap}
 .warn{color:var(--warn)}
+.signers{list-style:none;padding:0;margin:0}
+.signers li{border:1px solid var(--line);border-radius:8px;padding:8px 12px;margin:0 0 8px}
+.signers .who{overflow-wrap:anywhere}.signers .note{margin-top:4px;color:var(--bad)}
+.tag.ok{background:var(--ok-bg);color:var(--ok)}
 footer{max-width:1480px;margin:0 auto;padding:0 32px 30px;color:var(--muted);font-size:12px}
 @media print{.detail{display:block;position:static;box-shadow:none;width:auto;
 page-break-before:always}.toolbar{display:none}}
@@ -275,6 +279,8 @@ def _signer_cell(signers: Iterable[SignerRow]) -> str:
     for s in signers:
         when = f' <span class="sub">{e(s.when[:10])}</span>' if s.when else ""
         claim = "" if s.verified else ' <span class="tag claim">claimed</span>'
+        if s.counted is False:
+            claim = f' <span class="tag claim" title="{e(s.note or "")}">not counted</span>'
         out.append(
             f'<div class="signer" title="{e(s.who)}"><span class="method">{e(s.method)}</span>'
             f"{e(_who(s))}{when}{claim}</div>"
@@ -534,25 +540,26 @@ def _digest(f: FileRow) -> str:
 def _signers(signers: Sequence[SignerRow]) -> str:
     if not signers:
         return "<p>No signer: the model has no bundle that could be read.</p>"
-    counted = any(s.counted is not None for s in signers)
-    rows = "".join(
-        f"<tr><td>{e(s.method)}</td><td class=mono>{e(s.who)}</td><td>{e(s.issuer or '—')}</td>"
-        f"<td>{_when(s)}</td><td class=nowrap>{e(s.bundle or '—')}</td>"
-        f"<td>{'yes' if s.verified else 'no (claimed)'}</td>"
-        + (f"<td>{_counted(s)}</td>" if counted else "")
-        + "</tr>"
-        for s in signers
-    )
-    head = "<th>Counted</th>" if counted else ""
-    return (
-        "<table><thead><tr><th>Method</th><th>Who</th><th>Issuer</th><th>When</th>"
-        f"<th>Bundle</th><th>Verified</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
-    )
-
-
-def _counted(s: SignerRow) -> str:
-    text = "—" if s.counted is None else ("yes" if s.counted else "no")
-    return text + (f": {e(s.note)}" if s.note else "")
+    items = []
+    for s in signers:
+        tags = ""
+        if s.counted is True:
+            tags = f'<span class="tag ok">counted{" " + e(s.note) if s.note else ""}</span>'
+        elif s.counted is False:
+            tags = '<span class="tag claim">not counted</span>'
+        facts = [
+            e(s.bundle or "?"),
+            "signature verified" if s.verified else "claimed, not verified",
+            f"signed {_when(s)}" if s.when else "no signing time (key method, no timestamp)",
+        ]
+        if s.issuer:
+            facts.append(f"issuer {e(s.issuer)}")
+        note = f'<div class="note">{e(s.note)}</div>' if s.counted is False and s.note else ""
+        items.append(
+            f'<li><div><span class="method">{e(s.method)}</span><span class="mono who">'
+            f'{e(s.who)}</span> {tags}</div><div class="sub">{" · ".join(facts)}</div>{note}</li>'
+        )
+    return f'<ul class="signers">{"".join(items)}</ul>'
 
 
 def _files(files: list[FileRow]) -> str:

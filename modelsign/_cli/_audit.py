@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from modelsign._audit import AuditRecord, AuditReport
 
 #: Widest a column of the text table gets (longer values are cut with "…").
-WIDTHS = {"model": 44, "version": 14, "signers": 34, "threshold": 12, "provenance": 60}
+WIDTHS = {"model": 44, "version": 14, "signers": 48, "threshold": 16, "provenance": 60}
 
 
 @app.command()
@@ -134,6 +134,7 @@ def _cells(r: AuditRecord) -> dict[str, str]:
     signers = "; ".join(
         f"{s.method} {s.who[:12] if s.method == 'key' else s.who}"
         + (f" {s.when[:10]}" if s.when else "")
+        + (" (not counted)" if s.counted is False else "")
         for s in r.signers
     )
     digest = "-" if r.root_digest is None else r.root_digest[:12] + ("*" if r.claims_only else "")
