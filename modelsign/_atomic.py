@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from modelsign.errors import OverwriteError, UsageError
 
@@ -40,6 +42,34 @@ def _sync_folder(directory: Path) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """:func:`write_atomic` for output written piece by piece: the block
+    writes to a temporary file beside ``path``, which replaces ``path`` when
+    the block ends, and is removed if the block raises (``path`` is then
+    left as it was)."""
+    import tempfile  # noqa: PLC0415 - only when writing
+
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temporary_name_prefix(path), suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write: {e.strerror}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write: {e.strerror}") from e
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    _sync_folder(directory)
 
 
 def _write_all(fd: int, data: bytes, mode: int) -> None:

@@ -2,8 +2,9 @@
 and the suite's two modes.
 
 **Strict mode** (where CI runs): ``../shared/testdata`` exists beside the
-repository and every dependency of the ``test`` extra in ``pyproject.toml``
-imports. Then nothing may be skipped: a skip fails its test, naming the reason
+repository, every dependency of the ``test`` extra in ``pyproject.toml``
+imports and every program in :data:`PROGRAMS` is installed (``.ci/run``
+installs Chromium). Then nothing may be skipped: a skip fails its test, naming the reason
 it gave. **User mode** (anywhere else, e.g. a fresh clone without
 ``../shared``): tests that need what is missing skip, and ``-ra`` lists why.
 The header and the end of every run say which mode it used and why.
@@ -17,6 +18,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -46,6 +48,23 @@ def shared(*parts: str) -> Path:
         pytest.skip(
             f"{path} is absent (a fresh clone has no ../shared/testdata)", allow_module_level=True
         )
+    return path
+
+
+#: Programs some tests run, besides Python packages: name -> what for (and
+#: how to install it). A test that needs a missing one skips, except in
+#: strict mode, which needs them all.
+PROGRAMS = {
+    "chromium": "the HTML audit report is checked in a real browser; "
+    "apt-get install chromium (.ci/run does it)",
+}
+
+
+def require_program(name: str) -> str:
+    """The path of a program of :data:`PROGRAMS`, or skip when it is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed ({PROGRAMS[name]})", allow_module_level=True)
     return path
 
 
@@ -128,11 +147,17 @@ def import_names(distribution: str, modules: dict[str, list[str]]) -> list[str]:
 
 
 def suite_mode() -> Mode:
-    """Strict exactly when ../shared/testdata exists and every test extra imports."""
+    """Strict exactly when ../shared/testdata exists, every test extra imports
+    and every program of :data:`PROGRAMS` is installed."""
     if not SHARED.is_dir():
         return Mode(False, f"{SHARED} is absent")
     modules = importlib.metadata.packages_distributions()
-    missing, probe = [], {}
+    probe: dict[str, str] = {}
+    missing = [
+        f"{name} is not installed ({why})"
+        for name, why in PROGRAMS.items()
+        if not shutil.which(name)
+    ]
     for req in extra_requirements():
         names = import_names(_normalize(req.name), modules)
         if not names:
@@ -152,7 +177,11 @@ def suite_mode() -> Mode:
         missing += [f"{probe[m]} does not import ({m}: {e})" for m, e in failed.items()]
     if missing:
         return Mode(False, "; ".join(missing))
-    return Mode(True, f"{SHARED} is present and all {len(probe)} test-extra imports work")
+    return Mode(
+        True,
+        f"{SHARED} is present, all {len(probe)} test-extra imports work and "
+        f"{', '.join(PROGRAMS)} {'is' if len(PROGRAMS) == 1 else 'are'} installed",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -56,6 +56,20 @@ def test_user_mode_when_a_test_extra_does_not_import(
     assert "pyopenssl does not import (OpenSSL: ImportError: a broken install)" in mode.why
 
 
+def test_user_mode_when_a_program_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if not conftest.SHARED.is_dir():
+        monkeypatch.setattr(conftest, "SHARED", tmp_path)
+    monkeypatch.setattr(conftest, "PROGRAMS", {"modelsign-no-such-program": "a browser test"})
+    monkeypatch.setattr(conftest, "extra_requirements", lambda: [Requirement("pytest>=8")])
+    mode = conftest.suite_mode()
+    assert not mode.strict
+    assert mode.why == "modelsign-no-such-program is not installed (a browser test)"
+    with pytest.raises(pytest.skip.Exception, match="modelsign-no-such-program is not installed"):
+        conftest.require_program("modelsign-no-such-program")
+
+
 def test_require_skips_a_missing_module() -> None:
     with pytest.raises(pytest.skip.Exception, match="not installed .*no reason"):
         require("modelsign_no_such_module", "no reason")

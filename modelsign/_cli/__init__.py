@@ -10,6 +10,7 @@ from __future__ import annotations
 from modelsign._cli import _keys, _sign, _attest, _verify, _inspect  # noqa: F401 - registers
 from modelsign._cli import _enforce, _doctor, _convert  # noqa: F401 - registers
 from modelsign._cli import _trust  # noqa: F401 - registers
+from modelsign._cli import _audit, _diff  # noqa: F401 - registers
 
 # isort: on
 from modelsign._cli._app import app, main

@@ -117,3 +117,44 @@ def parse_size(text: str | None, flag: str = "--shard-size") -> int | None:
         raise UsageError(f"{flag} {text!r}: give a positive size, such as 1000000 or 1G")
     unit: int = 1024 ** "_KMGT".index((m[2] or "_").upper())
     return int(m[1]) * unit
+
+
+class CountReporter:
+    """Progress over a known number of items (models, for ``audit``): a bar
+    with the item being worked on, on a terminal; nothing otherwise."""
+
+    def __init__(self, label: str, total: int, quiet: bool, console: Any = None) -> None:
+        self.bar: Any = None
+        if quiet or (console is None and not sys.stderr.isatty()):
+            return
+        from rich.progress import (  # noqa: PLC0415 - only on a terminal
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[item]}", markup=False),
+            transient=True,
+            console=console or stderr_console(),
+        )
+        self._task = self.bar.add_task(label, total=total, item="")
+        self.bar.start()
+        self._started = False
+
+    def item(self, name: str) -> None:
+        """The next item starts (the one before it is done)."""
+        if self.bar is None:
+            return
+        self.bar.update(self._task, advance=1 if self._started else 0, item=name)
+        self._started = True
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -231,3 +231,8 @@ def _trust(
     raise UsageError(
         "give --key, --identity/--issuer, --ca/--identity or --policy: trust is never implicit"
     )
+
+
+#: The policy that trust options describe, for the commands that take some of
+#: them (diff, audit).
+trust_from_options = _trust
