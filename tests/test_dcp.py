@@ -34,6 +34,7 @@ from modelsign import hooks
 from modelsign._digests import Fingerprint
 from modelsign._enumerating import DEFAULT_IGNORES
 from modelsign._hashing import FileDigest
+from modelsign._refusals import SignerRevokedLoadError
 from modelsign.errors import (
     FileDigestMismatchError,
     ForbiddenGlobalError,
@@ -476,11 +477,16 @@ def test_dcp_collectives_may_carry_plans_and_nothing_more(p256: tuple[Path, Path
     )  # fmt: skip
     plan = LoadPlan([item])
     failure = (UnsignedFileError("x", target="t", policy="p"), None)
+    # A release-trust refusal on another rank is a class of its own module.
+    revoked = (SignerRevokedLoadError("m.pt: revoked", target="m.pt", policy="p"), None)
     evil = _Payload(Path("/nonexistent/modelsign-payload"))
     with hooks.enforce(Policy.of([p256[1]])):
-        for value in (plan, failure):
+        for value in (plan, failure, revoked):
             tensor, size = _object_to_tensor(value, torch.device("cpu"), None)
-            assert type(_tensor_to_object(tensor, size, None)) is type(value)
+            back = _tensor_to_object(tensor, size, None)
+            assert type(back) is type(value)
+            if isinstance(value, tuple):
+                assert type(back[0]) is type(value[0]) and str(back[0]) == str(value[0])
         tensor, size = _object_to_tensor(evil, torch.device("cpu"), None)
         with pytest.raises(ForbiddenGlobalError, match="pathlib.Path.touch|pathlib.Path"):
             _tensor_to_object(tensor, size, None)

@@ -96,12 +96,12 @@ COLLECTIVE_GLOBALS = frozenset(
         "pathlib.Path",
         "pathlib.PosixPath",
         "pathlib.PurePosixPath",
-        "modelsign.errors._restore",
+        "modelsign.errors._base._restore",
     }
 )
 
 #: Modules whose exception classes a failure reported by another rank may be.
-_EXCEPTION_MODULES = ("builtins", "modelsign.errors")
+_EXCEPTION_MODULES = ("builtins", "modelsign.errors", "modelsign._refusals")
 
 
 def collective_global(module: str, name: str) -> bool:

@@ -20,6 +20,28 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
+from modelsign.errors._base import (
+    ConfigError,
+    Error,
+    KeyLoadError,
+    NoTrustAnchorError,
+    OverwriteError,
+    PassphraseError,
+    StateFileError,
+    UsageError,
+    VerificationError,
+)
+from modelsign.errors._sandbox import (
+    ConvertedOutputError,
+    ConvertError,
+    NonTensorContentError,
+    SandboxedLoadError,
+    SandboxLimitError,
+    SandboxTimeoutError,
+    SandboxUnavailableError,
+    WeightsOnlyRefusedError,
+)
+
 __all__ = [
     "BuilderMismatchError",
     "BundleTooLargeError",
@@ -71,111 +93,6 @@ __all__ = [
     "VerificationError",
     "WeightsOnlyRefusedError",
 ]
-
-
-def _restore(cls: type[Error], args: tuple[object, ...]) -> Error:
-    """Rebuild an error without calling ``__init__`` (pickling: the fields
-    come back as the instance's state)."""
-    error = cls.__new__(cls)
-    error.args = args
-    return error
-
-
-class Error(Exception):
-    """Base class of every error modelsign raises on purpose.
-
-    Every error pickles with its fields (so that a refusal in a
-    ``ProcessPoolExecutor`` worker or another process reaches the parent
-    intact)."""
-
-    exit_code: int = 1
-    #: What to do next, for a person reading the refusal (see :meth:`diagnostics`).
-    hint: str | None = None
-
-    def diagnostics(self) -> str:
-        """The message, possibly over several lines, and what to do next."""
-        return str(self) if self.hint is None else f"{self}\n  what to do: {self.hint}"
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_restore, (type(self), self.args), dict(vars(self)))
-
-    def to_json(self) -> dict[str, object]:
-        """The error for machine-read output (``--json``)."""
-        return {"type": type(self).__name__, "message": str(self)}
-
-
-# --------------------------------------------------------------------------
-# "You called me wrong": exit code 2.
-
-
-class UsageError(Error):
-    """The caller's input or configuration is wrong; the model was not judged.
-
-    ``parameter`` names the argument of the Python API the error is about
-    (``signer``, ``trust``, ``shard_size``, ...). The message says it as
-    ``parameter=``; :meth:`render` says it otherwise (the command line names
-    its own flags)."""
-
-    exit_code = 2
-
-    def __init__(self, message: str, *, parameter: str | None = None) -> None:
-        self.parameter = parameter
-        self.template = message
-        super().__init__(self.render(f"{parameter}=" if parameter else ""))
-
-    def render(self, name: str) -> str:
-        """The message, with ``name`` where the parameter is mentioned."""
-        return self.template.replace("{param}", name)
-
-    def to_json(self) -> dict[str, object]:
-        return {**super().to_json(), "parameter": self.parameter}
-
-
-class ConfigError(UsageError):
-    """A policy file, flag combination or option value is invalid."""
-
-
-class NoTrustAnchorError(ConfigError):
-    """A policy names no trusted key, Sigstore identity or CA: trust is never
-    implicit, so it is refused rather than read as "trust all"."""
-
-
-class KeyLoadError(UsageError):
-    """A key file cannot be read or parsed, or holds an unsupported key."""
-
-
-class PassphraseError(KeyLoadError):
-    """A key needs a passphrase that was not given (``needed``), or was given
-    one it does not need (an unencrypted key)."""
-
-    def __init__(self, message: str, *, needed: bool, parameter: str | None = None) -> None:
-        self.needed = needed
-        super().__init__(message, parameter=parameter)
-
-
-class OverwriteError(UsageError):
-    """An output file already exists and modelsign never overwrites it."""
-
-
-class StateFileError(ConfigError):
-    """The policy's rollback state file is missing, unreadable, corrupt or
-    locked for too long. Never reset silently: ``modelsign state reset``
-    (or ``pin``) writes it on purpose."""
-
-    hint = (
-        "create or repair it on purpose: modelsign state reset --policy POLICY (forgets every "
-        "model), or modelsign state pin MODEL --policy POLICY"
-    )
-
-
-# --------------------------------------------------------------------------
-# "Do not trust this model": exit code 1.
-
-
-class VerificationError(Error):
-    """The model, its archive members or its signature must not be trusted."""
-
-    exit_code = 1
 
 
 class MalformedBundleError(VerificationError):
@@ -606,90 +523,26 @@ class LineageError(ProvenanceError):
     )
 
 
-# --------------------------------------------------------------------------
-# Untrusted checkpoints opened in a sandbox (``modelsign convert``).
-
-
-class SandboxUnavailableError(UsageError):
-    """A sandbox layer modelsign requires cannot be applied on this system
-    (``layer``: ``landlock``, ``seccomp`` or ``netns``). Nothing was loaded."""
-
-    hint = (
-        "use a kernel and installation that have the layer (docs/adr/0006-sandbox.md says "
-        "what each needs), or accept a weaker sandbox without it with --weaker-sandbox LAYER"
-    )
-
-    def __init__(
-        self, message: str, *, layer: str | None = None, parameter: str | None = None
-    ) -> None:
-        self.layer = layer
-        super().__init__(message, parameter=parameter)
-
-    def to_json(self) -> dict[str, object]:
-        return {**super().to_json(), "layer": self.layer}
-
-
-class ConvertError(VerificationError):
-    """An untrusted checkpoint was not converted: what it holds, or what it did
-    inside the sandbox, is refused. Nothing was written where the output goes."""
-
-
-class NonTensorContentError(ConvertError):
-    """The checkpoint holds values that are not tensors (optimizer state
-    objects, custom classes, numbers, strings); ``found`` lists each one as
-    ``path (type)``, its path into the checkpoint."""
-
-    hint = (
-        "check that these values may be lost, then convert with --drop-non-tensors "
-        "(drop_non_tensors=True) to write the tensors only"
-    )
-
-    def __init__(self, message: str, *, found: tuple[str, ...] = ()) -> None:
-        self.found = found
-        super().__init__(message)
-
-    def to_json(self) -> dict[str, object]:
-        return {**super().to_json(), "found": list(self.found)}
-
-
-class SandboxedLoadError(ConvertError):
-    """Loading the checkpoint failed inside the sandbox: the loader raised
-    (the checkpoint's own code, or torch refusing it), or the sandboxed process
-    died. The message quotes the error the sandboxed process reported."""
-
-
-class WeightsOnlyRefusedError(SandboxedLoadError):
-    """torch's weights-only unpickler refused the checkpoint: it names a
-    global (a custom class, a function) beyond tensors and plain containers."""
-
-    hint = (
-        "if the checkpoint comes from where you expect and needs its classes, convert it "
-        "with --allow-pickle (allow_pickle=True): it is then unpickled in full, running its "
-        "code, inside the sandbox"
-    )
-
-
-class SandboxLimitError(SandboxedLoadError):
-    """The sandboxed process hit a resource limit (memory, CPU time, output
-    size) and was stopped."""
-
-    hint = (
-        "if the checkpoint is that large, raise the limit (--memory-limit, --cpu-limit, "
-        "--max-output-size); a small checkpoint that needs this much is hostile"
-    )
-
-
-class SandboxTimeoutError(SandboxLimitError):
-    """The sandboxed process did not finish within the wall-clock timeout and
-    was killed."""
-
-    hint = (
-        "if the checkpoint is large, raise --timeout; a small checkpoint that takes "
-        "this long is hostile"
-    )
-
-
-class ConvertedOutputError(ConvertError):
-    """The safetensors file the sandboxed process wrote is not what it
-    reported (header, names, dtypes, shapes, or a tensor's digest), or not a
-    well-formed safetensors file. It is deleted, never moved into place."""
+# The classes of the private modules are this module's: their names in
+# messages, pickles and the API reference are modelsign.errors.NAME.
+for _cls in (
+    ConfigError,
+    ConvertError,
+    ConvertedOutputError,
+    Error,
+    KeyLoadError,
+    NoTrustAnchorError,
+    NonTensorContentError,
+    OverwriteError,
+    PassphraseError,
+    SandboxLimitError,
+    SandboxTimeoutError,
+    SandboxUnavailableError,
+    SandboxedLoadError,
+    StateFileError,
+    UsageError,
+    VerificationError,
+    WeightsOnlyRefusedError,
+):
+    _cls.__module__ = __name__
+del _cls
