@@ -14,6 +14,8 @@ drawer on ``#m-N`` (CSS ``:target``: no script needed). Sort and filter
 state live in the query string (``?sort=model&dir=desc&q=bert&verdict=rejected``),
 so a link can name a view. The page is written as it is rendered, model by
 model, from the records and the spool of file lists.
+The style sheet and the script are ``report.css`` and ``report.js`` beside
+this module, inlined into every page.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import importlib.resources
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -44,208 +47,10 @@ SEVERITY = {"rejected": 0, "error": 1, "unsigned": 2, "verified": 3}
 #: Characters of a node label in the lineage graph.
 LABEL_CHARS = 30
 
-CSS = """
-:root{--ink:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--card:#fff;
---ok:#15803d;--ok-bg:#dcfce7;--bad:#b91c1c;--bad-bg:#fee2e2;--warn:#b45309;--warn-bg:#fef3c7;
---err:#475569;--err-bg:#e2e8f0;--accent:#1d4ed8;--accent-bg:#dbeafe}
-*{box-sizing:border-box}
-html{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
-font-size:14px;color:var(--ink);background:var(--bg)}
-body{margin:0}
-.mono,code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono",monospace;
-font-size:12.5px}
-a{color:var(--accent);text-decoration:none}a:hover{text-decoration:underline}
-.top{background:var(--ink);color:#fff;padding:22px 32px 18px}
-.top .brand{font-size:12px;letter-spacing:.12em;text-transform:uppercase;color:#94a3b8}
-.top h1{margin:4px 0 10px;font-size:22px;font-weight:650}
-.top dl{display:grid;grid-template-columns:max-content 1fr;gap:3px 14px;margin:0;color:#cbd5e1;
-font-size:13px}
-.top dt{color:#94a3b8}.top dd{margin:0;word-break:break-all}
-main{max-width:1480px;margin:0 auto;padding:22px 32px 40px}
-h2{font-size:16px;margin:28px 0 12px}
-.summary{display:flex;flex-wrap:wrap;gap:12px}
-.card{display:block;min-width:150px;padding:12px 16px;border-radius:10px;background:var(--card);
-border:1px solid var(--line);border-left:5px solid var(--muted);color:var(--ink)}
-.card:hover{text-decoration:none;box-shadow:0 1px 4px rgba(15,23,42,.12)}
-.card b{display:block;font-size:26px;line-height:1.1}.card span{color:var(--muted)}
-.card.verified{border-left-color:var(--ok)}.card.rejected{border-left-color:var(--bad)}
-.card.unsigned{border-left-color:var(--warn)}.card.error{border-left-color:var(--err)}
-.card.total{border-left-color:var(--accent)}
-.verdict-line{margin:14px 0 0;font-weight:600}
-.verdict-line.pass{color:var(--ok)}.verdict-line.fail{color:var(--bad)}
-.toolbar{display:flex;flex-wrap:wrap;align-items:center;gap:10px 16px;margin:0 0 10px}
-.toolbar input[type=search]{flex:1 1 320px;max-width:520px;padding:7px 10px;
-border:1px solid #cbd5e1;border-radius:8px;font:inherit;background:#fff}
-.toolbar label{display:inline-flex;align-items:center;gap:5px;color:var(--muted)}
-.toolbar .shown{margin-left:auto;color:var(--muted)}
-.nojs .toolbar{display:none}
-.tablewrap{overflow-x:auto;background:var(--card);border:1px solid var(--line);border-radius:10px}
-table{border-collapse:collapse;width:100%}
-th,td{text-align:left;vertical-align:top;padding:8px 10px;border-bottom:1px solid var(--line)}
-thead th{position:sticky;top:0;background:#f1f5f9;font-size:12px;text-transform:uppercase;
-letter-spacing:.04em;color:#475569;white-space:nowrap}
-thead th button{all:unset;cursor:pointer}
-thead th[aria-sort=ascending] button::after{content:" \\25B2";font-size:9px}
-thead th[aria-sort=descending] button::after{content:" \\25BC";font-size:9px}
-tbody tr:last-child td{border-bottom:0}
-tbody tr:hover{background:#f8fafc}
-td.model{min-width:170px;max-width:300px}
-td[data-k=provenance]{min-width:150px;max-width:240px}
-.cut{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;max-width:230px}
-td.model a{font-weight:600;overflow-wrap:anywhere}
-.sub{color:var(--muted);font-size:12px;margin-top:2px;overflow-wrap:anywhere}
-td.reason{min-width:240px;max-width:440px;color:#334155;overflow-wrap:anywhere}
-td.reason .text{display:-webkit-box;-webkit-line-clamp:3;-webkit-box-orient:vertical;
-overflow:hidden}
-td.reason .type{font-weight:600;color:var(--ink)}
-.badge{display:inline-block;padding:2px 9px;border-radius:999px;font-size:12px;font-weight:600;
-white-space:nowrap}
-.badge.verified{background:var(--ok-bg);color:var(--ok)}
-.badge.rejected{background:var(--bad-bg);color:var(--bad)}
-.badge.unsigned{background:var(--warn-bg);color:var(--warn)}
-.badge.error{background:var(--err-bg);color:var(--err)}
-.tag{display:inline-block;padding:0 6px;border-radius:4px;font-size:11px;background:#f1f5f9;
-color:#475569;margin-left:4px}
-.tag.claim{background:var(--warn-bg);color:var(--warn)}
-.signer{white-space:nowrap}.signer+.signer{margin-top:3px}
-.method{display:inline-block;min-width:66px;color:var(--muted)}
-.empty{padding:18px;color:var(--muted);text-align:center}
-.graph{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:10px;
-overflow:auto}
-.graph svg{display:block}
-.legend{display:flex;flex-wrap:wrap;gap:14px;color:var(--muted);font-size:12px;margin-top:8px}
-.legend i{display:inline-block;width:12px;height:12px;border-radius:3px;margin-right:5px;
-vertical-align:-2px;border:2px solid}
-.legend .l-model{border-color:var(--ok)}.legend .l-fail{border-color:var(--bad)}
-.legend .l-data{border-color:var(--accent);background:var(--accent-bg)}
-.legend .l-ext{border-style:dashed;border-color:var(--muted)}
-svg .edge{fill:none;stroke:#94a3b8;stroke-width:1.6}
-svg .edge.dataset{stroke:#93c5fd}svg .edge.claimed{stroke-dasharray:5 4}
-svg .node rect{fill:#fff;stroke:var(--muted);stroke-width:2}
-svg .node.verified rect{stroke:var(--ok)}svg .node.rejected rect{stroke:var(--bad)}
-svg .node.unsigned rect{stroke:var(--warn)}svg .node.error rect{stroke:var(--err)}
-svg .node.dataset rect{stroke:var(--accent);fill:var(--accent-bg)}
-svg .node.external rect{stroke-dasharray:5 4;fill:#f8fafc}
-svg .node text{font-size:12.5px;fill:var(--ink)}svg .node text.d{font-size:11px;fill:var(--muted)}
-svg a:hover rect{fill:#f1f5f9}
-.detail{display:none}
-.detail:target{display:block;position:fixed;top:0;right:0;bottom:0;width:min(820px,94vw);
-overflow:auto;background:#fff;padding:0 26px 30px;z-index:10;
-box-shadow:0 0 0 100vmax rgba(15,23,42,.45),-8px 0 24px rgba(15,23,42,.25)}
-.detail>header{position:sticky;top:0;background:#fff;padding:18px 0 12px;
-border-bottom:1px solid var(--line);display:flex;align-items:center;gap:12px}
-.detail>header h3{margin:0;font-size:17px;word-break:break-all;flex:1}
-.detail .close{font-size:13px;white-space:nowrap}
-.detail h4{margin:22px 0 8px;font-size:13px;text-transform:uppercase;letter-spacing:.05em;
-color:#475569}
-.detail dl{display:grid;grid-template-columns:max-content 1fr;gap:5px 16px;margin:12px 0}
-.detail dt{color:var(--muted)}.detail dd{margin:0;word-break:break-all}
-.detail pre{white-space:pre-wrap;word-break:break-all;background:#fef2f2;border:1px solid #fecaca;
-border-radius:8px;padding:10px 12px;margin:0}
-.detail .hint{margin:8px 0 0;color:#334155}
-.detail table{font-size:13px;border:1px solid var(--line)}
-.detail td.mono{word-break:break-all}.detail td{overflow-wrap:anywhere}
-.detail td.name{word-break:normal;overflow-wrap:anywhere}.detail td.nowrap{white-space:nowrap}
-.detail .type{font-weight:600;margin:0 0 6px}
-.detail td.num{text-align:right;white-space:nowrap}
-.warn{color:var(--warn)}
-.signers{list-style:none;padding:0;margin:0}
-.signers li{border:1px solid var(--line);border-radius:8px;padding:8px 12px;margin:0 0 8px}
-.signers .who{overflow-wrap:anywhere}.signers .note{margin-top:4px;color:var(--bad)}
-.tag.ok{background:var(--ok-bg);color:var(--ok)}
-footer{max-width:1480px;margin:0 auto;padding:0 32px 30px;color:var(--muted);font-size:12px}
-@media print{.detail{display:block;position:static;box-shadow:none;width:auto;
-page-break-before:always}.toolbar{display:none}}
-""".strip()
-
-SCRIPT = """
-"use strict";
-(function () {
-  var body = document.querySelector("#models tbody");
-  if (!body) { return; }
-  document.documentElement.classList.remove("nojs");
-  var rows = Array.prototype.slice.call(body.rows);
-  var search = document.getElementById("q");
-  var boxes = Array.prototype.slice.call(document.querySelectorAll("input[name=verdict]"));
-  var heads = Array.prototype.slice.call(document.querySelectorAll("#models th[data-k]"));
-  var shown = document.getElementById("shown");
-  var empty = document.getElementById("empty");
-  var query = new URLSearchParams(location.search);
-  var sort = query.get("sort") || "verdict";
-  var dir = query.get("dir") === "desc" ? -1 : 1;
-  if (query.has("q")) { search.value = query.get("q"); }
-  if (query.has("verdict")) {
-    var want = query.get("verdict").split(",");
-    boxes.forEach(function (b) { b.checked = b.defaultChecked = want.indexOf(b.value) >= 0; });
-  }
-  function value(row, key) {
-    var cell = row.querySelector('td[data-k="' + key + '"]');
-    if (!cell) { return ""; }
-    return cell.hasAttribute("data-v") ? cell.getAttribute("data-v") : cell.textContent.trim();
-  }
-  function keyed(key) {
-    var out = new Map();
-    rows.forEach(function (row) { out.set(row, value(row, key)); });
-    return out;
-  }
-  function compare(keys, names) {
-    return function (a, b) {
-      var x = keys.get(a), y = keys.get(b), nx = Number(x), ny = Number(y), c;
-      if (x !== "" && y !== "" && isFinite(nx) && isFinite(ny)) { c = nx - ny; }
-      else { c = x.localeCompare(y, undefined, {numeric: true, sensitivity: "base"}); }
-      if (!c) { c = names.get(a).localeCompare(names.get(b)); }
-      return c * dir || Number(a.getAttribute("data-i")) - Number(b.getAttribute("data-i"));
-    };
-  }
-  function render() {
-    var needle = search.value.trim().toLowerCase();
-    var allowed = boxes.filter(function (b) { return b.checked; })
-      .map(function (b) { return b.value; });
-    rows.sort(compare(keyed(sort), keyed("model")));
-    var count = 0;
-    rows.forEach(function (row) {
-      var ok = allowed.indexOf(row.getAttribute("data-verdict")) >= 0 &&
-        (!needle || row.textContent.toLowerCase().indexOf(needle) >= 0);
-      row.hidden = !ok;
-      if (ok) { count += 1; }
-      body.appendChild(row);
-    });
-    shown.textContent = count + " of " + rows.length + " shown";
-    empty.hidden = count !== 0;
-    heads.forEach(function (h) {
-      var key = h.getAttribute("data-k");
-      h.setAttribute("aria-sort", key === sort ? (dir > 0 ? "ascending" : "descending") : "none");
-    });
-    var next = new URLSearchParams();
-    if (sort !== "verdict" || dir < 0) { next.set("sort", sort); }
-    if (dir < 0) { next.set("dir", "desc"); }
-    if (needle) { next.set("q", search.value.trim()); }
-    if (allowed.length !== boxes.length) { next.set("verdict", allowed.join(",")); }
-    var text = next.toString();
-    try { history.replaceState(null, "", (text ? "?" + text : location.pathname) + location.hash); }
-    catch (e) { /* some viewers forbid it: the view still applies */ }
-  }
-  heads.forEach(function (h) {
-    h.querySelector("button").addEventListener("click", function () {
-      var key = h.getAttribute("data-k");
-      if (key === sort) { dir = -dir; } else { sort = key; dir = 1; }
-      render();
-    });
-  });
-  search.addEventListener("input", render);
-  boxes.forEach(function (b) { b.addEventListener("change", render); });
-  Array.prototype.forEach.call(document.querySelectorAll("a[data-only]"), function (a) {
-    a.addEventListener("click", function (event) {
-      event.preventDefault();
-      var only = a.getAttribute("data-only");
-      boxes.forEach(function (b) { b.checked = !only || b.value === only; });
-      render();
-      document.getElementById("models").scrollIntoView();
-    });
-  });
-  render();
-})();
-""".strip()
+_ASSETS = importlib.resources.files(__package__)
+#: The page's style sheet and script, inlined (the CSP allows them by hash).
+CSS = (_ASSETS / "report.css").read_text(encoding="utf-8").strip()
+SCRIPT = (_ASSETS / "report.js").read_text(encoding="utf-8").strip()
 
 
 def _hash(text: str) -> str:
