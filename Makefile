@@ -30,7 +30,7 @@ format: $(STAMP)
 # API reference from the docstrings (pdoc), into build/docs; a docstring
 # reference to a name that does not exist fails it.
 docs: $(STAMP)
-	$(PY) -m pdoc --docformat restructuredtext -o build/docs modelsign
+	$(PY) -m pdoc --docformat restructuredtext -o build/docs $$($(PY) scripts/check_docrefs.py --modules)
 	$(PY) scripts/check_docrefs.py
 
 test: lint docs

@@ -5,6 +5,7 @@ and as plain code when it cannot, silently; `make docs` runs this after pdoc
 so that a reference broken by a rename fails the build (and CI).
 
 Usage: python scripts/check_docrefs.py   (exit 1 with the list of broken references)
+       python scripts/check_docrefs.py --modules   (pdoc's module specs)
 """
 
 from __future__ import annotations
@@ -85,6 +86,17 @@ def public_modules() -> list[ModuleType]:
 
 def main() -> int:
     modules = public_modules()
+    if sys.argv[1:] == ["--modules"]:
+        # pdoc's module specs for the API reference (make docs): each public
+        # module (pdoc adds a package's submodules), less private submodules.
+        names = {m.__name__ for m in modules}
+        specs = [n for n in sorted(names) if n.rpartition(".")[0] not in names - {"modelsign"}]
+        for module in modules:
+            for sub in pkgutil.iter_modules(getattr(module, "__path__", [])):
+                if sub.name.startswith("_") and module is not modelsign:
+                    specs.append(f"!{module.__name__}.{sub.name}")
+        print(" ".join(specs))
+        return 0
     broken = []
     for module in modules:
         for where, doc, owner in documented(module):
