@@ -486,7 +486,8 @@ def test_dcp_collectives_may_carry_plans_and_nothing_more(p256: tuple[Path, Path
             back = _tensor_to_object(tensor, size, None)
             assert type(back) is type(value)
             if isinstance(value, tuple):
-                assert type(back[0]) is type(value[0]) and str(back[0]) == str(value[0])
+                assert type(back[0]) is type(value[0])
+                assert str(back[0]) == str(value[0])
         tensor, size = _object_to_tensor(evil, torch.device("cpu"), None)
         with pytest.raises(ForbiddenGlobalError, match="pathlib.Path.touch|pathlib.Path"):
             _tensor_to_object(tensor, size, None)
