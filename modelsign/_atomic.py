@@ -32,10 +32,11 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool 
         raise OverwriteError(f"{path}: already exists; modelsign never overwrites it") from e
     except OSError as e:
         raise UsageError(f"{path}: cannot write: {e.strerror}") from e
-    _sync_folder(directory)
+    sync_folder(directory)
 
 
-def _sync_folder(directory: Path) -> None:
+def sync_folder(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable (best effort)."""
     with contextlib.suppress(OSError):
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
@@ -69,7 +70,7 @@ def atomic_writer(path: Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    _sync_folder(directory)
+    sync_folder(directory)
 
 
 def _write_all(fd: int, data: bytes, mode: int) -> None:
@@ -115,4 +116,4 @@ def move_into_place(source: Path, path: Path, *, overwrite: bool = True) -> None
         raise OverwriteError(f"{path}: already exists; modelsign never overwrites it") from e
     except OSError as e:
         raise UsageError(f"{path}: cannot write: {e.strerror}") from e
-    _sync_folder(path.parent if str(path.parent) else Path("."))
+    sync_folder(path.parent if str(path.parent) else Path("."))

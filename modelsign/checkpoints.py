@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from modelsign._atomic import sync_folder
 from modelsign.keys import PrivateKey
 from modelsign.manifest import HashType
 from modelsign.signing import SignedModel, Signer, sign
@@ -141,7 +142,7 @@ def publish_file(written: Path, signature: Path, final: Path) -> Path:
     final_signature = final.with_name(final.name + ".sig")
     os.replace(signature, final_signature)
     os.replace(written, final)
-    _sync(final.parent)
+    sync_folder(final.parent)
     return final_signature
 
 
@@ -166,13 +167,4 @@ def publish_folder(work: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(work, final)
-    _sync(final.parent)
-
-
-def _sync(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    sync_folder(final.parent)

@@ -30,6 +30,15 @@ app = typer.Typer(
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
+#: ``--json`` of a command that prints a result.
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+#: ``-q`` of a command that prints nothing else.
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")]
+#: ``-q`` of a command with a progress display.
+ProgressQuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress, and nothing printed on success.")
+]
+
 #: The flags that stand for a Python API parameter (see UsageError.parameter).
 FLAGS = {
     "signer": "--key, --certificate or --sigstore: ",

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelsign._cli._app import app, errors, not_a_folder, print_json, shown
+from modelsign._cli._app import (
+    JsonOption,
+    ProgressQuietOption,
+    app,
+    errors,
+    not_a_folder,
+    print_json,
+    shown,
+)
 from modelsign._cli._progress import progress
 from modelsign._cli._sign import (
     CertificateOption,
@@ -116,10 +124,8 @@ def attest(
     force: Annotated[
         bool, typer.Option("--force", help="Replace a provenance bundle by another signer.")
     ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress, and nothing printed on success.")
-    ] = False,
+    json_output: JsonOption = False,
+    quiet: ProgressQuietOption = False,
 ) -> None:
     """Write a signed model's signed SLSA provenance (MODEL/model.provenance.sig).
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelsign._cli._app import app, errors, print_json, shown
+from modelsign._cli._app import JsonOption, QuietOption, app, errors, print_json, shown
 from modelsign._cli._enforce import WeakerSandboxOption
 from modelsign._cli._progress import parse_size
 from modelsign._cli._sign import (
@@ -102,8 +102,8 @@ def convert(
     oauth: OauthOption = False,
     staging: StagingOption = False,
     trust_config: TrustConfigOption = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Convert an untrusted pickle checkpoint to safetensors, in a sandbox.
 

@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from modelsign._cli._app import app, errors, print_json, stdin_is_a_terminal
+from modelsign._cli._app import (
+    JsonOption,
+    QuietOption,
+    app,
+    errors,
+    print_json,
+    stdin_is_a_terminal,
+)
 from modelsign.errors import UsageError
 
 #: The key pair's name when --output names a folder.
@@ -35,8 +42,8 @@ def keygen(
     no_passphrase: Annotated[
         bool, typer.Option("--no-passphrase", help="Write the private key unencrypted.")
     ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Generate a key pair; print its key id. Never overwrites a file.
 

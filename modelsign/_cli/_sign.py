@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from modelsign._cli._app import app, errors, not_a_folder, print_json
+from modelsign._cli._app import (
+    JsonOption,
+    ProgressQuietOption,
+    app,
+    errors,
+    not_a_folder,
+    print_json,
+)
 from modelsign._cli._keys import private_key
 from modelsign._cli._progress import parse_size, progress
 from modelsign.errors import UsageError
@@ -94,10 +101,8 @@ def sign(
             metavar="VERSION",
         ),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress, and nothing printed on success.")
-    ] = False,
+    json_output: JsonOption = False,
+    quiet: ProgressQuietOption = False,
 ) -> None:
     """Sign a model: hash every file and write an OMS v1.0 bundle.
 

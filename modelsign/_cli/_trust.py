@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelsign._cli._app import app, errors, not_a_folder, print_json
+from modelsign._cli._app import (
+    JsonOption,
+    ProgressQuietOption,
+    QuietOption,
+    app,
+    errors,
+    not_a_folder,
+    print_json,
+)
 from modelsign._cli._progress import progress
 from modelsign._cli._sign import (
     CertificateOption,
@@ -66,10 +74,8 @@ def cosign(
             "(model_signing would then see the co-signatures as extra files).",
         ),
     ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress, and nothing printed on success.")
-    ] = False,
+    json_output: JsonOption = False,
+    quiet: ProgressQuietOption = False,
 ) -> None:
     """Add a signature by another signer to a signed model.
 
@@ -130,8 +136,6 @@ state_app = typer.Typer(
 app.add_typer(state_app, name="state")
 
 PolicyOption = Annotated[Path, typer.Option(help="The TOML policy that names the state file.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")]
 
 
 def _state_of(policy_path: Path) -> tuple[Policy, Path]:

@@ -11,6 +11,8 @@ import typer
 from modelsign._cli._app import (
     EXIT_OK,
     EXIT_REJECTED,
+    JsonOption,
+    ProgressQuietOption,
     app,
     error_json,
     errors,
@@ -93,10 +95,8 @@ def verify(
             metavar="PATH",
         ),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress, and nothing printed on success.")
-    ] = False,
+    json_output: JsonOption = False,
+    quiet: ProgressQuietOption = False,
 ) -> None:
     """Verify models against their signatures and what you trust.
 
