@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelsign.errors import Error
-from modelsign.policy import ENV_VAR, Policy
+from modelsign.policy import ENV_VAR, Anchor, Policy
 
 AUTOLOAD_PTH = "modelsign-autoload.pth"
 
@@ -60,14 +60,16 @@ def policy_json(policy: Policy) -> dict[str, Any]:
     """A policy as ``status --json`` shows it: anchors, scope, mode, settings."""
     anchors: list[dict[str, Any]] = [
         {"kind": "key", "key_id": k.key_id, "algorithm": k.algorithm, "source": k.source}
+        | _terms(policy, k)
         for k in policy.keys
     ]
     anchors += [
         {"kind": "sigstore", "identity": s.identity, "issuer": s.issuer, "root": s.describe()}
+        | _terms(policy, s)
         for s in policy.sigstore
     ]
     anchors += [
-        {"kind": "certificate", "identity": c.identity, "ca": str(c.ca)}
+        {"kind": "certificate", "identity": c.identity, "ca": str(c.ca)} | _terms(policy, c)
         for c in policy.certificates
     ]
     return {
@@ -80,4 +82,15 @@ def policy_json(policy: Policy) -> dict[str, Any]:
         "pickle_loads": policy.pickle_loads,
         "unverified_pickles": policy.unverified_pickles,
         "allowed_globals": sorted(policy.allowed_globals),
+        "thresholds": [t.to_json() for t in policy.thresholds],
+        "pins": [p.to_json() for p in policy.pins],
+        "rollback_state": str(policy.state) if policy.state is not None else None,
+        "provenance": policy.provenance.to_json(),
     }
+
+
+def _terms(policy: Policy, anchor: Anchor) -> dict[str, Any]:
+    terms = policy.terms_for(anchor)
+    if terms is None:
+        return {"name": None, "not_before": None, "not_after": None, "revoked": False}
+    return terms.to_json()

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modelsign._policytoml import check_keys, paths, resolve_path
 from modelsign.errors import ConfigError
@@ -44,6 +45,23 @@ class ProvenanceRules:
             )
         if self.builder_id is not None and not self.builder_id:
             raise ConfigError("[provenance] builder_id must not be empty", parameter="trust")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "require": self.require,
+            "builder_id": self.builder_id,
+            "lineage": self.lineage,
+            "base_models": [str(p) for p in self.base_models],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProvenanceRules:
+        return cls(
+            data["require"],
+            data["builder_id"],
+            data["lineage"],
+            tuple(map(Path, data["base_models"])),
+        )
 
     def strengthened(
         self,

@@ -143,6 +143,16 @@ class AnchorTerms:
         """Whether these terms can refuse a signature the anchor verified."""
         return bool(self.not_before or self.not_after or self.revoked)
 
+    def to_json(self) -> dict[str, Any]:
+        """The name, window and revocation (times as ``...Z`` strings)."""
+        revoked = self.revoked
+        return {
+            "name": self.name,
+            "not_before": _stamp(self.not_before) if self.not_before else None,
+            "not_after": _stamp(self.not_after) if self.not_after else None,
+            "revoked": _stamp(revoked) if isinstance(revoked, datetime.datetime) else revoked,
+        }
+
     def describe_window(self) -> str:
         parts = []
         if self.not_before:
@@ -212,6 +222,10 @@ class Threshold:
     def to_json(self) -> dict[str, Any]:
         return {"require": self.require, "signers": list(self.signers), "scope": list(self.scope)}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Threshold:
+        return cls(data["require"], tuple(data["signers"]), tuple(data["scope"]))
+
 
 @dataclass(frozen=True)
 class Pin:
@@ -224,6 +238,9 @@ class Pin:
 
     def applies(self, paths: Sequence[str]) -> bool:
         return any(within(p, self.path) for p in paths)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "name": self.name}
 
 
 def within(path: str, folder: str) -> bool:

@@ -15,6 +15,7 @@ import pytest
 import referencing
 
 import modelsign
+from modelsign.keys import generate, write_keypair
 from tests.conftest import flip_byte, shared
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "manifests" / "cli"
@@ -38,14 +39,14 @@ def validate(document: Any, schema_name: str) -> None:
     assert not errors, [f"{list(e.path)}: {e.message}" for e in errors]
 
 
-def run_json(*args: object, env: dict[str, str] | None = None) -> tuple[int, Any]:
-    result = subprocess.run(
-        [*CLI, *map(str, args), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
+def _cli(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, check=False, env=env
     )
+
+
+def run_json(*args: object, env: dict[str, str] | None = None) -> tuple[int, Any]:
+    result = _cli(*args, "--json", env=env)
     assert result.stdout, result.stderr
     return result.returncode, json.loads(result.stdout)
 
@@ -181,3 +182,51 @@ def test_sign_and_keygen_json(tmp_path: Path, keypair: tuple[Path, Path]) -> Non
     assert code == 2
     assert doc["error"]["parameter"] is None  # the CLI's own check of --shard-size
     validate(doc, "sign.schema.json")
+
+
+def test_status_shows_release_trust_and_provenance_rules(
+    tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    """An operator reading status sees what the policy will refuse: anchor
+    names, windows and revocations, thresholds, pins, the rollback state and
+    the provenance rules, in the text and in the JSON."""
+    env = {k: v for k, v in os.environ.items() if k != "MODELSIGN_POLICY"}
+    other_pub = tmp_path / "other.pub"
+    write_keypair(generate(), tmp_path / "other", None)
+    (tmp_path / "prod" / "bert").mkdir(parents=True)
+    policy = tmp_path / "p.toml"
+    policy.write_text(
+        "[trust]\n"
+        f'keys = [{{ path = "{keypair[1]}", name = "ci", not_after = 2099-01-01T00:00:00Z }},\n'
+        f'        {{ path = "{other_pub}", name = "old", revoked = true }}]\n'
+        '[[trust.threshold]]\nrequire = 2\nsigners = ["ci", "old"]\n'
+        '[[trust.pin]]\npath = "prod/bert"\nname = "acme/bert"\n'
+        '[rollback]\nstate = "state.json"\n'
+        '[provenance]\nrequire = true\nbuilder_id = "https://ci.example/train"\n'
+    )
+    reset = _cli("state", "reset", "--policy", policy, env=env)
+    assert reset.returncode == 0, reset.stderr
+    code, doc = run_json("status", env={**env, "MODELSIGN_POLICY": str(policy)})
+    assert (code, doc["active"]) == (0, True)
+    validate(doc, "status.schema.json")
+    p = doc["policy"]
+    assert [(a["name"], a["not_after"], a["revoked"]) for a in p["anchors"]] == [
+        ("ci", "2099-01-01T00:00:00Z", False),
+        ("old", None, True),
+    ]
+    assert p["thresholds"] == [{"require": 2, "signers": ["ci", "old"], "scope": []}]
+    assert p["pins"] == [{"path": str(tmp_path / "prod" / "bert"), "name": "acme/bert"}]
+    assert p["rollback_state"] == str(tmp_path / "state.json")
+    assert p["provenance"] == {
+        "require": True,
+        "builder_id": "https://ci.example/train",
+        "lineage": False,
+        "base_models": [],
+    }
+    text = _cli("status", env={**env, "MODELSIGN_POLICY": str(policy)}).stdout
+    assert '"ci": until 2099-01-01T00:00:00Z' in text
+    assert '"old": REVOKED' in text
+    assert "threshold: 2 of ci, old" in text
+    assert f"pin: {tmp_path / 'prod' / 'bert'} must be signed as acme/bert" in text
+    assert f"rollback state: {tmp_path / 'state.json'}" in text
+    assert "provenance: required, builder https://ci.example/train" in text

@@ -203,6 +203,9 @@ def status(
     """Say whether enforcement is active in this environment: under which
     policy, trusting whom, where, and what it covers; a policy that cannot be
     loaded is reported as a finding."""
+    from modelsign._policyprovenance import ProvenanceRules  # noqa: PLC0415
+    from modelsign._policyrules import Threshold  # noqa: PLC0415
+
     with errors(json_output):
         state = status_document()
         if json_output:
@@ -219,7 +222,15 @@ def status(
         if policy is not None:
             typer.echo("trusted:")
             for anchor in policy["anchors"]:
-                typer.echo(f"  {_anchor_line(anchor)}")
+                typer.echo(f"  {_anchor_line(anchor)}{_terms_text(anchor)}")
+            for rule in policy["thresholds"]:
+                typer.echo(f"threshold: {Threshold.from_json(rule).describe()}")
+            for pin in policy["pins"]:
+                typer.echo(f"pin: {pin['path']} must be signed as {pin['name']}")
+            if policy["rollback_state"] is not None:
+                typer.echo(f"rollback state: {policy['rollback_state']}")
+            rules = ProvenanceRules.from_json(policy["provenance"])
+            typer.echo(f"provenance: {rules.describe()}")
             scope = ", ".join(policy["scope"]) or "every file"
             typer.echo(f"scope: {scope}")
             typer.echo(
@@ -235,6 +246,21 @@ def status(
         typer.echo(f"loaders importable here: {', '.join(state['importable']) or 'none'}")
         for finding in state["findings"]:
             typer.echo(f"FINDING: {finding}")
+
+
+def _terms_text(anchor: dict[str, Any]) -> str:
+    """``"name": from ..., until ..., REVOKED`` (nothing without terms)."""
+    parts = []
+    if anchor["not_before"]:
+        parts.append(f"from {anchor['not_before']}")
+    if anchor["not_after"]:
+        parts.append(f"until {anchor['not_after']}")
+    if anchor["revoked"] is True:
+        parts.append("REVOKED")
+    elif anchor["revoked"]:
+        parts.append(f"REVOKED at {anchor['revoked']}")
+    name = f' "{anchor["name"]}"' if anchor["name"] else ""
+    return f"{name}: {', '.join(parts)}" if parts else name
 
 
 def _anchor_line(anchor: dict[str, Any]) -> str:
